@@ -1,0 +1,403 @@
+"""PyTorch A2MIM: architecture-agnostic masked image modeling on stock transformers encoders.
+
+The encoder is a stock `BeitModel`, `ViTModel` or `ResNetModel` (its weights keep the stock names under
+`a2mim.encoder.`); A2MIM adds a learnable mask token at a middle stage, mean-fills masked pixels, and predicts the
+full-resolution image with a 1x1 conv + PixelShuffle decoder trained by a spatial and a Fourier loss.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import (
+    BeitModel,
+    PreTrainedModel,
+    ResNetModel,
+    ViTImageProcessor,
+    ViTModel,
+)
+from transformers import initialization as init
+from transformers.modeling_outputs import ImageClassifierOutput, MaskedImageModelingOutput
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_a2mim import A2MIMConfig
+from .losses import FocalFrequencyLoss, SpatialReconstructionLoss
+from .masking import BlockMaskGenerator, mean_fill, upsample_mask
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# Files holding the remote code of a saved checkpoint, for `trust_remote_code=True`.
+AUTO_MAP = {
+    "AutoConfig": "configuration_a2mim.A2MIMConfig",
+    "AutoModel": "modeling_a2mim.A2MIMModel",
+    "AutoModelForMaskedImageModeling": "modeling_a2mim.A2MIMForMaskedImageModeling",
+    "AutoModelForImageClassification": "modeling_a2mim.A2MIMForImageClassification",
+}
+
+
+@dataclass
+class A2MIMModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, channels, height, width)`):
+        Last feature map (ViT-like encoders: the normalized patch tokens reshaped to a grid).
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, channels)`):
+        ViT-like: the final norm applied to the mean of the patch tokens; ResNet: global average pooling.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        Input of every block/stage and the last one's output (token sequences for ViT, feature maps for ResNet).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class A2MIMMaskedImageModelingOutput(MaskedImageModelingOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`): `spatial_loss + frequency_loss_weight * frequency_loss`.
+    reconstruction (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+        Predicted (normalized) image at full resolution.
+    bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, grid, grid)`): The block mask used.
+    spatial_loss (`torch.FloatTensor` of shape `()`): Spatial loss on the masked pixels.
+    frequency_loss (`torch.FloatTensor` of shape `()`): Focal frequency loss (unweighted).
+    """
+
+    bool_masked_pos: torch.BoolTensor | None = None
+    spatial_loss: torch.FloatTensor | None = None
+    frequency_loss: torch.FloatTensor | None = None
+
+
+def build_encoder(backbone_config) -> PreTrainedModel:
+    """The stock transformers encoder for `backbone_config`."""
+    if backbone_config.model_type == "beit":
+        return BeitModel(backbone_config, add_pooling_layer=backbone_config.use_mean_pooling)
+    if backbone_config.model_type == "vit":
+        return ViTModel(backbone_config, add_pooling_layer=False)
+    return ResNetModel(backbone_config)
+
+
+class A2MIMPreTrainedModel(PreTrainedModel):
+    config: A2MIMConfig
+    config_class = A2MIMConfig
+    base_model_prefix = "a2mim"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BeitLayer", "ViTLayer", "ResNetConvLayer", "ResNetShortCut"]
+    _supports_sdpa = True
+    _keys_to_ignore_on_load_unexpected = [r".*relative_position_index.*"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, A2MIMModel):
+            init.trunc_normal_(module.mask_token, std=std)
+            if module.mask_gamma is not None:
+                init.constant_(module.mask_gamma, self.config.mask_gamma_init)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        if not self.config.is_vit_family:
+            raise ValueError(
+                "Gradient checkpointing is not available for the ResNet family: transformers' ResNetModel has none. "
+                "Lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead, or use a "
+                "ViT-family preset."
+            )
+        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Like `PreTrainedModel.save_pretrained`; the config's `auto_map` names every A2MIM Auto class."""
+        self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def save_encoder(self, save_directory, image_processor=None, **kwargs) -> None:
+        """Save the encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` checkpoint plus an image processor.
+
+        `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
+        classifier with every encoder weight loaded. A BEiT encoder is exported in its fine-tuning form
+        (`use_mean_pooling=True`): its final LayerNorm becomes the `fc_norm` over mean-pooled patch tokens.
+        `image_processor` defaults to a `ViTImageProcessor` at the model's resolution with ImageNet statistics.
+        """
+        encoder_config = copy.deepcopy(self.config.backbone_config)
+        encoder_config.architectures = None
+        state_dict = {k: v.clone() for k, v in self.base_model.encoder.state_dict().items()}
+        if encoder_config.model_type == "beit" and not encoder_config.use_mean_pooling:
+            encoder_config.use_mean_pooling = True
+            for name in ("weight", "bias"):
+                state_dict[f"pooler.layernorm.{name}"] = state_dict.pop(f"layernorm.{name}")
+        encoder = build_encoder(encoder_config)
+        encoder.load_state_dict(state_dict, strict=True)
+        encoder.save_pretrained(save_directory, **kwargs)
+        if image_processor is None:
+            size = self.config.image_size
+            image_processor = ViTImageProcessor(
+                size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
+            )
+        image_processor.save_pretrained(save_directory)
+
+
+class A2MIMModel(A2MIMPreTrainedModel):
+    """The encoder with the A2MIM mask token; returns the last feature map as `(B, C, h, w)`."""
+
+    def __init__(self, config: A2MIMConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.backbone_config)
+        channels = config.mask_layer_channels
+        shape = (1, 1, channels) if config.is_vit_family else (1, channels, 1, 1)
+        self.mask_token = nn.Parameter(torch.zeros(shape))
+        self.mask_gamma = (
+            nn.Parameter(torch.full(shape, float(config.mask_gamma_init))) if config.mask_gamma_init is not None else None
+        )
+        self.post_init()
+
+    def _final_norm(self) -> nn.Module:
+        encoder = self.encoder
+        if self.config.backbone_config.model_type == "beit" and self.config.backbone_config.use_mean_pooling:
+            return encoder.pooler.layernorm
+        return encoder.layernorm
+
+    def add_mask_token(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Apply the mask token to `features` where `mask` (broadcastable to them, 1 = masked) is set."""
+        mask = mask.to(features.dtype)
+        if self.config.mask_token_mode == "replace":
+            return features * (1 - mask) + self.mask_token * mask
+        if self.mask_gamma is not None:
+            features = features * (1 - mask) + self.mask_gamma * features * mask
+        return features + self.mask_token * mask
+
+    def _feature_mask(self, bool_masked_pos: torch.Tensor, size: int, dtype) -> torch.Tensor:
+        """Block mask -> `(B, 1, size, size)` float mask at a feature resolution."""
+        return upsample_mask(bool_masked_pos, self.config.mask_grid_size, size, dtype)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> A2MIMModelOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
+            Images, already mean-filled where masked when used for pretraining.
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, grid, grid)` or `(batch_size, grid * grid)`, *optional*):
+            Block mask (`grid = image_size // mask_patch_size`); the mask token is added at `config.mask_layer`.
+        """
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if self.config.is_vit_family:
+            return self._forward_vit(pixel_values, bool_masked_pos, output_hidden_states)
+        return self._forward_resnet(pixel_values, bool_masked_pos, output_hidden_states)
+
+    def _forward_vit(self, pixel_values, bool_masked_pos, output_hidden_states) -> A2MIMModelOutput:
+        encoder, config = self.encoder, self.config
+        embeddings = encoder.embeddings
+        pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
+        height, width = pixel_values.shape[2:]
+        grid_h, grid_w = height // config.mask_layer_stride, width // config.mask_layer_stride
+        token_mask = None
+        if bool_masked_pos is not None:
+            token_mask = self._feature_mask(bool_masked_pos, grid_h, pixel_values.dtype).flatten(2).transpose(1, 2)
+
+        tokens = embeddings.patch_embeddings(pixel_values)
+        if token_mask is not None and config.mask_layer == 0:
+            tokens = self.add_mask_token(tokens, token_mask)
+        cls_tokens = embeddings.cls_token.expand(tokens.shape[0], -1, -1)
+        hidden_states = torch.cat((cls_tokens, tokens), dim=1)
+        if embeddings.position_embeddings is not None:
+            hidden_states = hidden_states + embeddings.interpolate_pos_encoding(hidden_states, height, width)
+        hidden_states = embeddings.dropout(hidden_states)
+
+        is_beit = config.backbone_config.model_type == "beit"
+        resolution_changed = (height, width) != (config.image_size, config.image_size)
+        shared_bias = None
+        if is_beit and encoder.shared_position_bias is not None:
+            shared_bias = encoder.shared_position_bias(
+                (grid_h, grid_w), interpolate_pos_encoding=resolution_changed, dim_size=hidden_states.shape[1]
+            )
+        all_hidden_states = ()
+        for index, layer in enumerate(encoder.layers):
+            if token_mask is not None and index == config.mask_layer and index > 0:
+                patch_tokens = self.add_mask_token(hidden_states[:, 1:], token_mask)
+                hidden_states = torch.cat((hidden_states[:, :1], patch_tokens), dim=1)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if is_beit:
+                hidden_states = layer(
+                    hidden_states,
+                    attention_mask=shared_bias,
+                    interpolate_pos_encoding=resolution_changed,
+                    resolution=(height, width),
+                )
+            else:
+                hidden_states = layer(hidden_states, None)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+
+        final_norm = self._final_norm()
+        patch_tokens = final_norm(hidden_states[:, 1:])
+        feature_map = patch_tokens.transpose(1, 2).reshape(patch_tokens.shape[0], -1, grid_h, grid_w)
+        pooled = final_norm(hidden_states[:, 1:].mean(dim=1))
+        return A2MIMModelOutput(
+            last_hidden_state=feature_map,
+            pooler_output=pooled,
+            hidden_states=all_hidden_states if output_hidden_states else None,
+        )
+
+    def _forward_resnet(self, pixel_values, bool_masked_pos, output_hidden_states) -> A2MIMModelOutput:
+        encoder, config = self.encoder, self.config
+        hidden_state = encoder.embedder(pixel_values)
+        all_hidden_states = ()
+        for index, stage in enumerate(encoder.encoder.stages):
+            if bool_masked_pos is not None and index == config.mask_layer:
+                mask = self._feature_mask(bool_masked_pos, hidden_state.shape[-1], hidden_state.dtype)
+                hidden_state = self.add_mask_token(hidden_state, mask)
+            if output_hidden_states:
+                all_hidden_states += (hidden_state,)
+            hidden_state = stage(hidden_state)
+        if output_hidden_states:
+            all_hidden_states += (hidden_state,)
+        return A2MIMModelOutput(
+            last_hidden_state=hidden_state,
+            pooler_output=encoder.pooler(hidden_state).flatten(1),
+            hidden_states=all_hidden_states if output_hidden_states else None,
+        )
+
+
+class A2MIMDecoder(nn.Module):
+    """`(B, C, h, w)` features at stride `s` -> `(B, num_channels, h * s, w * s)` pixels (1x1 conv + PixelShuffle)."""
+
+    def __init__(self, config: A2MIMConfig):
+        super().__init__()
+        stride = config.encoder_stride
+        self.projection = nn.Conv2d(config.encoder_hidden_size, stride**2 * config.num_channels, kernel_size=1)
+        self.pixel_shuffle = nn.PixelShuffle(stride)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.pixel_shuffle(self.projection(features))
+
+
+class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
+    """A2MIM pretraining: mean fill, encoder with mask token, pixel decoder, spatial + frequency loss."""
+
+    def __init__(self, config: A2MIMConfig):
+        super().__init__(config)
+        self.a2mim = A2MIMModel(config)
+        self.decoder = A2MIMDecoder(config)
+        self.spatial_loss = SpatialReconstructionLoss(
+            config.spatial_loss, config.unmask_weight, config.focal_l1_alpha, config.focal_l1_gamma
+        )
+        self.frequency_loss = FocalFrequencyLoss(config.frequency_unmask_weight)
+        self.mask_generator = BlockMaskGenerator.from_config(config)
+        self.post_init()
+
+    def _check_inputs(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor) -> None:
+        config = self.config
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != config.num_channels:
+            raise ValueError(
+                f"pixel_values has shape {tuple(pixel_values.shape)}; expected (batch, {config.num_channels}, "
+                f"{config.image_size}, {config.image_size}). Convert images to {config.num_channels} channels first."
+            )
+        if tuple(pixel_values.shape[2:]) != (config.image_size, config.image_size):
+            raise ValueError(
+                f"pixel_values is {pixel_values.shape[2]}x{pixel_values.shape[3]} but the model is configured for "
+                f"{config.image_size}x{config.image_size}; resize (e.g. RandomResizedCrop({config.image_size})) or "
+                "set image_size in the config."
+            )
+        grid = config.mask_grid_size
+        batch = pixel_values.shape[0]
+        if tuple(bool_masked_pos.shape) not in ((batch, grid, grid), (batch, grid * grid)):
+            raise ValueError(
+                f"bool_masked_pos has shape {tuple(bool_masked_pos.shape)}; expected ({batch}, {grid}, {grid}) or "
+                f"({batch}, {grid * grid}) for image_size={config.image_size} and "
+                f"mask_patch_size={config.mask_patch_size}. BlockMaskGenerator.from_config(config) draws such masks."
+            )
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> A2MIMMaskedImageModelingOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
+            The clean normalized images: the input (after mean fill) and the reconstruction target.
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, grid, grid)` or `(batch_size, grid * grid)`, *optional*):
+            Block mask with `grid = image_size // mask_patch_size`; drawn from the config when `None`.
+        """
+        if bool_masked_pos is None:
+            bool_masked_pos = self.mask_generator(pixel_values.shape[0], device=pixel_values.device)
+        self._check_inputs(pixel_values, bool_masked_pos)
+        bool_masked_pos = bool_masked_pos.view(-1, self.config.mask_grid_size, self.config.mask_grid_size)
+        pixel_mask = upsample_mask(
+            bool_masked_pos, self.config.mask_grid_size, self.config.image_size, pixel_values.dtype
+        )
+        inputs = mean_fill(pixel_values, pixel_mask) if self.config.mean_fill else pixel_values
+
+        outputs = self.a2mim(inputs, bool_masked_pos=bool_masked_pos, output_hidden_states=output_hidden_states)
+        reconstruction = self.decoder(outputs.last_hidden_state)
+
+        target = pixel_values.to(reconstruction.dtype)
+        spatial_loss = self.spatial_loss(reconstruction, target, pixel_mask.to(reconstruction.dtype))
+        if self.config.frequency_loss_weight > 0:
+            frequency_loss = self.frequency_loss(reconstruction, target, pixel_mask)
+        else:
+            frequency_loss = torch.zeros((), device=reconstruction.device)
+        loss = spatial_loss + self.config.frequency_loss_weight * frequency_loss
+        return A2MIMMaskedImageModelingOutput(
+            loss=loss,
+            reconstruction=reconstruction,
+            hidden_states=outputs.hidden_states,
+            bool_masked_pos=bool_masked_pos,
+            spatial_loss=spatial_loss.detach(),
+            frequency_loss=frequency_loss.detach(),
+        )
+
+
+class A2MIMForImageClassification(A2MIMPreTrainedModel):
+    """The encoder with the seeds' heads: linear layer on `pooler_output` (mean-pooled patch tokens + final norm
+    for ViT-like encoders, global average pooling for ResNet)."""
+
+    def __init__(self, config: A2MIMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.a2mim = A2MIMModel(config)
+        hidden = config.encoder_hidden_size
+        self.classifier = nn.Linear(hidden, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices (cross-entropy), or floats for regression / multi-label, per `config.problem_type`.
+        """
+        outputs = self.a2mim(pixel_values, output_hidden_states=output_hidden_states)
+        logits = self.classifier(outputs.pooler_output)
+        loss = self.loss_function(labels, logits, self.config) if labels is not None else None
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+__all__ = [
+    "A2MIMPreTrainedModel",
+    "A2MIMModel",
+    "A2MIMForMaskedImageModeling",
+    "A2MIMForImageClassification",
+    "A2MIMModelOutput",
+    "A2MIMMaskedImageModelingOutput",
+]
