@@ -9,7 +9,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_a2mim", "modeling_a2mim.*"]),
-    package_data={"modeling_a2mim": ["*.md"]},
+    package_data={"modeling_a2mim": ["data/fashion_mnist_mini/*"]},
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",

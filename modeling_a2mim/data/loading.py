@@ -1,0 +1,106 @@
+"""Loading image datasets for the scripts: Hub datasets, image folders, parquet/arrow files, or the embedded default.
+
+Every source comes back as a `DatasetDict` (or `IterableDatasetDict` when streaming) whose image column is left
+undecoded (`{"bytes", "path"}` dicts), so that the transforms decode each image themselves and can skip and count
+unreadable files instead of crashing a long run (see `images.py`).
+"""
+
+import os
+from pathlib import Path
+
+from datasets import DatasetDict, Image, IterableDatasetDict, load_dataset
+
+from .embedded import EMBEDDED_DATA_FILES
+
+_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def _builder_for(files) -> str:
+    """The `datasets` builder for a list of files: parquet/arrow/csv/json by extension, else imagefolder."""
+    suffixes = {Path(str(f)).suffix.lower() for f in files}
+    builders = {_BUILDERS.get(suffix, "imagefolder") for suffix in suffixes}
+    if len(builders) > 1:
+        raise ValueError(f"--data_files mixes formats {sorted(suffixes)}; give files of one format.")
+    return builders.pop()
+
+
+def _as_split_files(data_files) -> dict[str, list[str]]:
+    """Normalize `data_files` (path, list of paths, or {split: path(s)}) to {split: [paths]}."""
+    if isinstance(data_files, (str, os.PathLike)):
+        data_files = {"train": [data_files]}
+    elif isinstance(data_files, (list, tuple)):
+        data_files = {"train": list(data_files)}
+    return {split: [str(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
+            for split, files in data_files.items()}
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_dir: str | None = None,
+    validation_dir: str | None = None,
+    data_files=None,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+    token: str | None = None,
+) -> DatasetDict | IterableDatasetDict:
+    """Load the training data named by the script arguments; with none of them, the embedded Fashion-MNIST subset.
+
+    Exactly one source is used: `dataset_name` (Hub id or local dataset folder/script), `train_dir`
+    (+ `validation_dir`, image folders), or `data_files` (parquet/arrow/csv/json/image files, a list or a
+    `{split: files}` dict).
+    """
+    sources = [name for name, value in (("dataset_name", dataset_name), ("train_dir", train_dir),
+                                        ("data_files", data_files)) if value]
+    if len(sources) > 1:
+        raise ValueError(f"Give one data source, not {' and '.join('--' + s for s in sources)}.")
+    if validation_dir and not train_dir:
+        raise ValueError("--validation_dir needs --train_dir.")
+    common = {"streaming": streaming, "cache_dir": cache_dir}
+    if dataset_name:
+        dataset = load_dataset(dataset_name, dataset_config_name, token=token, **common)
+    elif train_dir:
+        files = {"train": os.path.join(train_dir, "**")}
+        if validation_dir:
+            files["validation"] = os.path.join(validation_dir, "**")
+        for split, folder in (("train", train_dir), ("validation", validation_dir)):
+            if folder and not Path(folder).is_dir():
+                raise FileNotFoundError(f"--{split}_dir {folder} is not a folder.")
+        dataset = load_dataset("imagefolder", data_files=files, **common)
+    else:
+        split_files = _as_split_files(data_files or EMBEDDED_DATA_FILES)
+        missing = [f for files in split_files.values() for f in files if not any(c in f for c in "*?[") and
+                   not Path(f).exists()]
+        if missing:
+            raise FileNotFoundError(f"--data_files not found: {', '.join(missing)}.")
+        builder = _builder_for([f for files in split_files.values() for f in files])
+        dataset = load_dataset(builder, data_files=split_files, **common)
+    if not isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+        dataset = (IterableDatasetDict if streaming else DatasetDict)({"train": dataset})
+    return dataset
+
+
+def find_image_column(dataset, requested: str | None = None) -> str:
+    """The image column: `requested` if it exists, else the single `datasets.Image` column.
+
+    Raises `ValueError` listing the columns and their types when the choice is missing or ambiguous.
+    """
+    features = dataset.features
+    if features is None:  # some streaming sources only know their columns after the first example
+        features = dataset._resolve_features().features
+    described = ", ".join(f"{name} ({type(feature).__name__})" for name, feature in features.items())
+    if requested is not None:
+        if requested not in features:
+            raise ValueError(f"--image_column_name {requested!r} is not a column. Columns: {described}.")
+        return requested
+    image_columns = [name for name, feature in features.items() if isinstance(feature, Image)]
+    if len(image_columns) == 1:
+        return image_columns[0]
+    if not image_columns:
+        raise ValueError(f"No image column found. Columns: {described}. Name it with --image_column_name.")
+    raise ValueError(f"Several image columns ({', '.join(image_columns)}); choose one with --image_column_name.")
+
+
+def without_image_decoding(dataset, image_column: str):
+    """The same dataset with its image column as undecoded `{"bytes", "path"}` dicts."""
+    return dataset.cast_column(image_column, Image(decode=False))

@@ -1,0 +1,70 @@
+import io
+
+import numpy as np
+import PIL.Image
+import pytest
+from datasets import Dataset, Features, Image, Value
+
+from modeling_a2mim.data import (
+    SkippedImageCounter,
+    decode_image,
+    decode_or_none,
+    find_image_column,
+    load_image_dataset,
+)
+
+
+def _png(mode, size=(8, 6)):
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    array = np.random.default_rng(0).integers(0, 255, (size[1], size[0], channels), dtype=np.uint8)
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(array.squeeze(-1) if channels == 1 else array, mode=mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_embedded_dataset_is_balanced_fashion_mnist():
+    dataset = load_image_dataset()
+    assert dataset["train"].num_rows == 4000 and dataset["test"].num_rows == 1000
+    counts = np.bincount(dataset["train"]["label"], minlength=10)
+    assert counts.tolist() == [400] * 10
+    assert dataset["train"].features["label"].names[0] == "T-shirt/top"
+    assert dataset["train"][0]["image"].size == (28, 28)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_decode_image_converts_every_mode_to_rgb(mode):
+    image = decode_image({"bytes": _png(mode), "path": None})
+    assert image.mode == "RGB" and image.size == (8, 6)
+
+
+def test_transparent_pixels_flatten_to_white():
+    buffer = io.BytesIO()
+    PIL.Image.new("RGBA", (2, 2), (10, 20, 30, 0)).save(buffer, "PNG")
+    assert decode_image(buffer.getvalue()).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_corrupt_and_truncated_images_are_skipped_and_counted():
+    counter = SkippedImageCounter()
+    truncated = _png("RGB", (64, 64))[:60]
+    assert decode_or_none({"bytes": b"not an image", "path": "a.png"}, counter) is None
+    assert decode_or_none({"bytes": truncated, "path": "b.png"}, counter) is None
+    assert decode_or_none({"bytes": _png("L"), "path": "c.png"}, counter).mode == "RGB"
+    assert counter.value == 2
+
+
+def test_find_image_column_errors_name_the_columns():
+    features = Features({"img": Image(), "caption": Value("string")})
+    dataset = Dataset.from_dict({"img": [{"bytes": _png("L"), "path": None}], "caption": ["x"]}, features=features)
+    assert find_image_column(dataset) == "img"
+    with pytest.raises(ValueError, match=r"'picture' is not a column\. Columns: img \(Image\), caption \(Value\)"):
+        find_image_column(dataset, "picture")
+    text_only = Dataset.from_dict({"caption": ["x"]})
+    with pytest.raises(ValueError, match="No image column found.*--image_column_name"):
+        find_image_column(text_only)
+
+
+def test_conflicting_or_missing_sources_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="Give one data source"):
+        load_image_dataset(dataset_name="x", train_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="--data_files not found"):
+        load_image_dataset(data_files=str(tmp_path / "missing.parquet"))
