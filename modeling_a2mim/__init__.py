@@ -24,6 +24,12 @@ AutoModel.register(A2MIMConfig, A2MIMModel, exist_ok=True)
 AutoModelForMaskedImageModeling.register(A2MIMConfig, A2MIMForMaskedImageModeling, exist_ok=True)
 AutoModelForImageClassification.register(A2MIMConfig, A2MIMForImageClassification, exist_ok=True)
 
+# Saved checkpoints carry their code (and, through `save_pretrained`, every Auto entry) for `trust_remote_code`.
+A2MIMConfig.register_for_auto_class("AutoConfig")
+A2MIMModel.register_for_auto_class("AutoModel")
+A2MIMForMaskedImageModeling.register_for_auto_class("AutoModelForMaskedImageModeling")
+A2MIMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -1,0 +1,88 @@
+import pytest
+from transformers import AutoConfig, BeitConfig, ResNetConfig
+
+from modeling_a2mim import A2MIMConfig
+
+from .helpers import tiny_resnet_config, tiny_vit_config
+
+
+@pytest.mark.parametrize(
+    "name, family, width, depth",
+    [
+        ("vit-small", "beit", 384, 12),
+        ("vit-base", "beit", 768, 12),
+        ("vit-large", "beit", 1024, 24),
+        ("deit-small", "beit", 384, 12),
+        ("resnet-50", "resnet", 2048, [3, 4, 6, 3]),
+        ("resnet-101", "resnet", 2048, [3, 4, 23, 3]),
+        ("resnet-152", "resnet", 2048, [3, 8, 36, 3]),
+    ],
+)
+def test_seed_presets(name, family, width, depth):
+    config = A2MIMConfig.from_preset(name)
+    assert config.backbone_config.model_type == family and config.image_size == 224
+    assert config.encoder_hidden_size == width
+    if family == "beit":
+        backbone = config.backbone_config
+        assert (backbone.num_hidden_layers, backbone.patch_size, config.mask_layer) == (depth, 16, 0)
+        assert backbone.use_absolute_position_embeddings and backbone.use_relative_position_bias
+        assert backbone.layer_scale_init_value == 0.1 and backbone.layer_norm_eps == 1e-6
+        assert (config.spatial_loss, config.frequency_loss_weight, config.mask_gamma_init) == ("l1", 0.1, None)
+    else:
+        assert config.backbone_config.depths == depth
+        assert (config.mask_layer, config.mask_layer_stride, config.mask_layer_channels) == (3, 16, 1024)
+        assert (config.spatial_loss, config.frequency_loss_weight) == ("focal_l1", 0.5)
+        assert (config.mask_gamma_init, config.frequency_unmask_weight) == (1e-6, 1e-3)
+    assert (config.mask_patch_size, config.mask_ratio, config.mask_grid_size) == (32, 0.6, 7)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown A2MIM preset 'vit-huge'. Known presets: vit-small, vit-base"):
+        A2MIMConfig.from_preset("vit-huge")
+
+
+def test_preset_overrides_and_save_load_round_trip(tmp_path):
+    config = A2MIMConfig.from_preset("vit-micro", mask_ratio=0.5)
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, A2MIMConfig) and isinstance(loaded.backbone_config, BeitConfig)
+    assert loaded.mask_ratio == 0.5 and loaded.backbone_config.hidden_size == 96
+    without_path = lambda c: {k: v for k, v in c.to_dict().items() if k != "_name_or_path"}  # noqa: E731
+    assert without_path(loaded) == without_path(config)
+
+
+def test_backbone_accepts_config_objects_and_syncs_image_size():
+    config = A2MIMConfig(backbone_config=BeitConfig(image_size=64, patch_size=8), mask_patch_size=16)
+    assert config.image_size == 64 and config.backbone_config.image_size == 64
+    config = A2MIMConfig(backbone_config=BeitConfig(patch_size=8), image_size=96, mask_patch_size=16)
+    assert config.backbone_config.image_size == 96
+    resnet = A2MIMConfig(backbone_config=ResNetConfig())
+    assert (resnet.image_size, resnet.mask_layer) == (224, 3)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: tiny_vit_config(mask_ratio=0.0), r"mask_ratio=0.0 is invalid: it must lie strictly between 0 and 1"),
+        (lambda: tiny_vit_config(mask_ratio=1.2), r"mask_ratio=1.2 is invalid"),
+        (lambda: tiny_vit_config(image_size=36), r"image_size=36 is invalid: it must be a positive multiple of "
+                                                 r"mask_patch_size=8"),
+        (lambda: tiny_vit_config(mask_patch_size=2, image_size=32), r"mask_patch_size=2 is invalid: the features at "
+                                                                    r"mask_layer=0 have stride 4"),
+        (lambda: tiny_resnet_config(mask_patch_size=8), r"mask_patch_size=8 is invalid: .* stride 16"),
+        (lambda: tiny_vit_config(mask_layer=2), r"mask_layer=2 is invalid: the encoder has 2 transformer blocks; "
+                                                r"use 0\.\.1"),
+        (lambda: tiny_resnet_config(mask_layer=4), r"mask_layer=4 is invalid: the encoder has 4 ResNet stages"),
+        (lambda: tiny_resnet_config(image_size=48), r"image_size=48 is invalid: it must be a multiple of the "
+                                                    r"encoder's output stride 32"),
+        (lambda: tiny_vit_config(mask_token_mode="add"), r"mask_token_mode='add' is invalid: use 'residual'"),
+        (lambda: tiny_vit_config(spatial_loss="l2"), r"spatial_loss='l2' is invalid: use 'l1' or 'focal_l1'"),
+        (lambda: tiny_vit_config(unmask_weight=2), r"unmask_weight=2 is invalid: it must lie in \[0, 1\]"),
+        (lambda: tiny_vit_config(frequency_loss_weight=-1), r"frequency_loss_weight=-1 is invalid"),
+        (lambda: A2MIMConfig(backbone_config={"model_type": "swin"}),
+         r"model_type='swin', which A2MIM does not support; use one of \['beit', 'vit', 'resnet'\]"),
+    ],
+)
+def test_invalid_values_raise_clear_value_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
