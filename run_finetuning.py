@@ -132,20 +132,16 @@ def main():
             train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
             random_erasing=recipe.random_erasing,
         )
-        train_dataset = with_transform(
-            train_dataset, ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map),
-            data_args.streaming,
-        )
+        transform = ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map)
+        train_dataset = with_transform(train_dataset, transform, data_args.streaming)
     if training_args.do_eval:
         if eval_dataset is None:
             raise ValueError(
                 "--do_eval needs an evaluation split: the data has no validation/test split; add "
                 "--validation_split 0.1 (or --validation_dir)."
             )
-        eval_dataset = with_transform(
-            eval_dataset, ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map),
-            data_args.streaming,
-        )
+        transform = ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map)
+        eval_dataset = with_transform(eval_dataset, transform, data_args.streaming)
 
     mixing = None
     if recipe.mixup_alpha or recipe.cutmix_alpha:
@@ -192,7 +188,7 @@ def main():
 
 def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str) -> None:
     """`README.md` next to the classifier: data, starting point, effective recipe and final metrics."""
-    start = model_args.model_name_or_path or f"from scratch ({model_args.model_preset})"
+    start = model_args.model_name_or_path or f"random weights (the {model_args.model_preset} preset, from scratch)"
     training = {
         "architecture": architecture,
         "initialization": start,
@@ -206,8 +202,9 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
     write_model_card(
         training_args.output_dir,
         model_name=os.path.basename(os.path.normpath(training_args.hub_model_id or training_args.output_dir)),
-        summary=f"An image classifier fine-tuned from {start} on {data_args.source_description} with `run_finetuning.py` "
-        "of the A2MIM reference implementation. It is a stock transformers checkpoint: no A2MIM code is needed.",
+        summary=f"An image classifier trained from {start} on {data_args.source_description} with "
+        "`run_finetuning.py` of the A2MIM reference implementation. It is a stock transformers checkpoint: "
+        "`pipeline('image-classification', model=...)` loads it without the A2MIM package.",
         dataset=data_args.source_description,
         training=training,
         metrics={key: value for key, value in metrics.items() if key.startswith("eval_") or key == "train_loss"},

@@ -99,7 +99,9 @@ def given_flags(argv: list[str] | None = None) -> set[str]:
     return {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
 
 
-def resolve_recipe(recipe_args: RecipeArguments, training_args: TrainingArguments, given: set[str]) -> FinetuningRecipe:
+def resolve_recipe(
+    recipe_args: RecipeArguments, training_args: TrainingArguments, given: set[str]
+) -> FinetuningRecipe:
     """The recipe with the user's overrides applied; also sets the TrainingArguments the user did not give.
 
     Returns the effective recipe (its `learning_rate` is the one used). Learning rate: the user's `--learning_rate`,

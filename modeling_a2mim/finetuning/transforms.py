@@ -48,7 +48,9 @@ def build_eval_image_processor(image_size: int, mean, std, crop_ratio: float | N
         return ConvNextImageProcessor(
             size={"shortest_edge": image_size}, crop_pct=crop_ratio, image_mean=list(mean), image_std=list(std)
         )
-    return ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std))
+    return ViTImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std)
+    )
 
 
 def image_processor_size(image_processor) -> int | None:
@@ -85,7 +87,11 @@ class ClassificationBatchTransform:
         else:
             transformed = (self.transform(image) for image in readable)
         pixel_values = [None if image is None else next(transformed) for image in images]
-        labels = [self.label_map[label] if self.label_map is not None else int(label) for label in batch[self.label_column]]
+        raw_labels = batch[self.label_column]
+        if self.label_map is not None:
+            labels = [self.label_map[label] for label in raw_labels]
+        else:
+            labels = [int(label) for label in raw_labels]
         return {"pixel_values": pixel_values, "labels": labels}
 
 
