@@ -86,6 +86,9 @@ def main():
         model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses()
     setup_logging(training_args)
     training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
+    if push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base-fashion-mnist).")
     recipe = resolve_recipe(recipe_args, training_args, given_flags())
     set_seed(training_args.seed)
 
@@ -116,6 +119,11 @@ def main():
             "evaluate a classifier fine-tuned on this label set (or add --do_train)."
         )
 
+    if training_args.gradient_checkpointing and not model.supports_gradient_checkpointing:
+        raise ValueError(
+            f"{type(model).__name__} has no gradient checkpointing in transformers; drop --gradient_checkpointing and "
+            "lower --per_device_train_batch_size with a higher --gradient_accumulation_steps instead."
+        )
     native = native_image_size(model, checkpoint_processor)
     train_size = recipe.train_image_size or native
     eval_size = recipe.eval_image_size or recipe.train_image_size or native
@@ -217,4 +225,9 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        if os.environ.get("A2MIM_TRACEBACK"):
+            raise
+        sys.exit(f"run_finetuning.py: error: {error}")

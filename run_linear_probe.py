@@ -101,4 +101,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        if os.environ.get("A2MIM_TRACEBACK"):
+            raise
+        sys.exit(f"run_linear_probe.py: error: {error}")

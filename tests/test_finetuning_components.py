@@ -1,5 +1,7 @@
 """Fine-tuning building blocks: layer-wise lr decay groups, MixUp/CutMix targets, losses, metrics, recipes, labels."""
 
+import io
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -16,6 +18,7 @@ from transformers import (
 )
 from transformers.trainer_utils import EvalPrediction
 
+from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.finetuning.arguments import RecipeArguments, given_flags, resolve_recipe
 from modeling_a2mim.finetuning.ema import EMACallback
 from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
@@ -25,7 +28,12 @@ from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
 from modeling_a2mim.finetuning.probe import knn_predict
 from modeling_a2mim.finetuning.recipes import RECIPES
 from modeling_a2mim.finetuning.trainer import FinetuningTrainer
-from modeling_a2mim.finetuning.transforms import build_eval_image_processor, build_train_transform
+from modeling_a2mim.finetuning.transforms import (
+    ClassificationBatchTransform,
+    build_eval_image_processor,
+    build_train_transform,
+    collate_classification,
+)
 from modeling_a2mim.training.optimization import build_parameter_groups
 
 
@@ -212,3 +220,19 @@ def test_knn_with_the_training_set_as_queries_is_exact():
     features = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
     labels = np.arange(30) % 3
     assert (knn_predict(features, labels, features, num_classes=3, k=1) == labels).all()
+
+
+def test_batch_transform_maps_string_labels_and_drops_unreadable_images():
+    buffer = io.BytesIO()
+    PIL.Image.new("L", (10, 12), 200).save(buffer, "PNG")
+    good = {"bytes": buffer.getvalue(), "path": None}
+    counter = SkippedImageCounter()
+    processor = build_eval_image_processor(8, [0.5] * 3, [0.5] * 3)
+    transform = ClassificationBatchTransform("img", "kind", processor, counter, label_map={"cat": 0, "dog": 1})
+    out = transform({"img": [good, {"bytes": b"junk", "path": "x.png"}, good], "kind": ["dog", "cat", "cat"]})
+    assert out["labels"] == [1, 0, 0] and out["pixel_values"][1] is None and counter.value == 1
+    examples = [{"pixel_values": p, "labels": y} for p, y in zip(out["pixel_values"], out["labels"])]
+    batch = collate_classification(examples)
+    assert batch["pixel_values"].shape == (2, 3, 8, 8) and batch["labels"].tolist() == [1, 0]
+    with pytest.raises(ValueError, match="Every image of a batch failed to decode"):
+        collate_classification([{"pixel_values": None, "labels": 0}])
