@@ -190,8 +190,8 @@ def main():
 
     if training_args.do_train and trainer.is_world_process_zero():
         write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__)
-        if training_args.push_to_hub:
-            trainer.push_to_hub(commit_message=f"Fine-tuned with recipe {recipe.name}")
+    if push_to_hub:
+        trainer.push_to_hub(commit_message=f"Fine-tuned with recipe {recipe.name}")
 
 
 def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str) -> None:

@@ -114,6 +114,24 @@ def test_plain_finetune_from_scratch(tmp_path):
     assert "plain: AdamW + cosine" in (output / "README.md").read_text()
 
 
+def test_push_to_hub_uploads_the_prepared_folder(checkpoints, tmp_path):
+    output = tmp_path / "pushed"
+    api = mock.MagicMock()
+    api.create_repo.return_value.repo_id = "someone/tiny-vit-ft"
+    with mock.patch("transformers.trainer.hf_api", return_value=api):
+        finetune(output, "--model_name_or_path", str(checkpoints["encoder-vit"]), "--push_to_hub",
+                 "--hub_model_id", "someone/tiny-vit-ft")
+    api.create_repo.assert_called_once()
+    upload = api.upload_folder.call_args.kwargs
+    assert upload["repo_id"] == "someone/tiny-vit-ft" and upload["folder_path"] == str(output)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "all_results.json", "README.md"):
+        assert (output / name).is_file()
+    card = (output / "README.md").read_text()
+    assert "someone/tiny-vit-ft" in card and "| eval_accuracy |" in card and "Fashion-MNIST" in card
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
+        finetune(tmp_path / "x", "--model_name_or_path", str(checkpoints["vit"]), "--push_to_hub")
+
+
 def test_a_missing_label_column_lists_the_columns(checkpoints, tmp_path):
     with pytest.raises(ValueError, match=r"'kind' is not a column\. Columns: image \(Image\), label \(ClassLabel\)"):
         finetune(tmp_path / "x", "--model_name_or_path", str(checkpoints["vit"]), "--label_column_name", "kind")
