@@ -9,7 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 from datasets import ClassLabel, Dataset, Features, Image
-from transformers import AutoConfig, pipeline
+from transformers import AutoConfig, ViTConfig, ViTModel, pipeline
 
 import run_finetuning
 import run_linear_probe
@@ -102,6 +102,17 @@ def test_rsb_a2_from_exported_encoder_with_few_labels_per_class(checkpoints, tmp
     # 2 images x 10 classes = 20 training images: 3 batches of 8 make exactly one epoch.
     assert results["train"]["epoch"] == pytest.approx(1.0)
     assert_stock_classifier(output, "ResNetForImageClassification")
+    assert pipeline_top1(output) == pytest.approx(results["eval"]["eval_accuracy"])
+
+
+def test_beit_recipe_from_a_stock_vit_encoder_without_image_processor(tmp_path):
+    encoder = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                 patch_size=4, image_size=32), add_pooling_layer=False)
+    encoder.save_pretrained(tmp_path / "vit-encoder")
+    output = tmp_path / "vit-stock"
+    results = finetune(output, "--model_name_or_path", str(tmp_path / "vit-encoder"), "--recipe", "beit-ft",
+                       "--train_image_size", "32", "--eval_image_size", "32")
+    assert_stock_classifier(output, "ViTForImageClassification")
     assert pipeline_top1(output) == pytest.approx(results["eval"]["eval_accuracy"])
 
 
