@@ -39,6 +39,9 @@ from modeling_a2mim.finetuning.transforms import (
 )
 from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
+from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
+from modeling_a2mim.training.cli import run_main
+from modeling_a2mim.training.hub import push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 
 logger = logging.getLogger(__name__)
@@ -174,7 +177,10 @@ def main():
 
     all_metrics = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+        if checkpoint:
+            logger.info("Resuming from %s (an EMA restarts from the resumed weights)", checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         metrics = {**train_result.metrics, "skipped_images": counter.value}
         trainer.log_metrics("train", metrics)
@@ -190,8 +196,11 @@ def main():
 
     if training_args.do_train and trainer.is_world_process_zero():
         write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__)
-    if push_to_hub:
-        trainer.push_to_hub(commit_message=f"Fine-tuned with recipe {recipe.name}")
+        if push_to_hub:
+            pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
+                                     token=training_args.hub_token, private=training_args.hub_private_repo,
+                                     commit_message=f"Fine-tuned with recipe {recipe.name}")
+            logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
 
 
 def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str) -> None:
@@ -225,9 +234,4 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:
-        if os.environ.get("A2MIM_TRACEBACK"):
-            raise
-        sys.exit(f"run_finetuning.py: error: {error}")
+    run_main(main, "run_finetuning.py")

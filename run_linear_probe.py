@@ -25,6 +25,7 @@ from modeling_a2mim.finetuning.transforms import (
     collate_classification,
 )
 from modeling_a2mim.training.arguments import prepare_splits
+from modeling_a2mim.training.cli import run_main
 from modeling_a2mim.training.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -101,9 +102,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:
-        if os.environ.get("A2MIM_TRACEBACK"):
-            raise
-        sys.exit(f"run_linear_probe.py: error: {error}")
+    run_main(main, "run_linear_probe.py")

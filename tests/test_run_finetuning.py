@@ -127,16 +127,16 @@ def test_plain_finetune_from_scratch(tmp_path):
 
 def test_push_to_hub_uploads_the_prepared_folder(checkpoints, tmp_path):
     output = tmp_path / "pushed"
-    api = mock.MagicMock()
-    api.create_repo.return_value.repo_id = "someone/tiny-vit-ft"
-    with mock.patch("transformers.trainer.hf_api", return_value=api):
+    with mock.patch("modeling_a2mim.training.hub.HfApi") as hf_api:
         finetune(output, "--model_name_or_path", str(checkpoints["encoder-vit"]), "--push_to_hub",
                  "--hub_model_id", "someone/tiny-vit-ft")
+    api = hf_api.return_value
     api.create_repo.assert_called_once()
-    upload = api.upload_folder.call_args.kwargs
-    assert upload["repo_id"] == "someone/tiny-vit-ft" and upload["folder_path"] == str(output)
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "all_results.json", "README.md"):
-        assert (output / name).is_file()
+    commit = api.create_commit.call_args
+    assert commit.args[0] == "someone/tiny-vit-ft"
+    pushed = sorted(operation.path_in_repo for operation in commit.kwargs["operations"])
+    assert pushed == ["README.md", "all_results.json", "config.json", "eval_results.json", "model.safetensors",
+                      "preprocessor_config.json", "train_results.json"]
     card = (output / "README.md").read_text()
     assert "someone/tiny-vit-ft" in card and "| eval_accuracy |" in card and "Fashion-MNIST" in card
     with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):

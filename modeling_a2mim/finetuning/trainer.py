@@ -34,10 +34,6 @@ class FinetuningTrainer(A2MIMTrainer):
         loss = self.classification_loss(outputs.logits, targets)
         return (loss, outputs) if return_outputs else loss
 
-    def create_model_card(self, *args, **kwargs):
-        """Keep the card `run_finetuning.py` writes (data, recipe, metrics): `push_to_hub` would replace it with
-        Trainer's generic one."""
-
     def get_optimizer_cls_and_kwargs(self, args, model=None):
         if self.optimizer_name == "lamb":
             return Lamb, {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2)}
