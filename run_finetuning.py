@@ -141,7 +141,7 @@ def main():
     if training_args.do_train:
         train_transform = build_train_transform(
             train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
-            random_erasing=recipe.random_erasing,
+            random_erasing=recipe.random_erasing, scale=(recipe.min_crop_scale, 1.0),
         )
         transform = ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map)
         train_dataset = with_transform(train_dataset, transform, data_args.streaming)

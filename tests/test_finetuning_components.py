@@ -12,6 +12,7 @@ from timm.optim import Lamb
 from transformers import (
     BeitConfig,
     BeitForImageClassification,
+    BeitImageProcessor,
     ResNetConfig,
     ResNetForImageClassification,
     TrainingArguments,
@@ -25,6 +26,7 @@ from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_c
 from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
 from modeling_a2mim.finetuning.metrics import LOCAL_ACCURACY, AccuracyMetrics, load_accuracy_metric, top_k_hits
 from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
+from modeling_a2mim.finetuning.models import load_classifier, native_image_size
 from modeling_a2mim.finetuning.probe import knn_predict
 from modeling_a2mim.finetuning.recipes import RECIPES
 from modeling_a2mim.finetuning.trainer import FinetuningTrainer
@@ -33,6 +35,7 @@ from modeling_a2mim.finetuning.transforms import (
     build_eval_image_processor,
     build_train_transform,
     collate_classification,
+    image_processor_size,
 )
 from modeling_a2mim.training.optimization import build_parameter_groups
 
@@ -188,6 +191,16 @@ def test_train_transform_and_eval_processor_sizes():
     crop = build_eval_image_processor(16, [0.5] * 3, [0.5] * 3, crop_ratio=0.5)
     assert crop(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 16, 16)
     assert crop.crop_pct == 0.5 and crop.size["shortest_edge"] == 16
+    assert image_processor_size(crop) == 16
+    assert image_processor_size(build_eval_image_processor(24, [0.5] * 3, [0.5] * 3)) == 24
+    center_crop = BeitImageProcessor(size={"height": 40, "width": 40}, do_center_crop=True, crop_size=32)
+    assert image_processor_size(center_crop) == 32
+
+
+@pytest.mark.parametrize("preset, size", [("resnet-micro", 64), ("vit-micro", 32)])
+def test_presets_train_at_their_resolution(preset, size):
+    model, processor = load_classifier(model_preset=preset, labels=["a", "b"])
+    assert native_image_size(model, processor) == size
 
 
 def test_ema_callback_averages_and_installs_weights(tmp_path):

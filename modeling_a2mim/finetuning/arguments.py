@@ -63,6 +63,9 @@ class RecipeArguments:
         default=None, metadata={"help": "RandAugment magnitude (2 ops per image; 0 disables)."}
     )
     random_erasing: float | None = field(default=None, metadata={"help": "RandomErasing probability (0 disables)."})
+    min_crop_scale: float | None = field(
+        default=None, metadata={"help": "Smallest area fraction of RandomResizedCrop (0.08 in the recipes)."}
+    )
     layer_decay: float | None = field(default=None, metadata={"help": "Layer-wise lr decay (1 disables)."})
     drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (BEiT encoders)."})
     ema_decay: float | None = field(

@@ -27,6 +27,7 @@ class FinetuningRecipe:
     cutmix_alpha: float = 0.0
     rand_augment_magnitude: int | None = None
     random_erasing: float = 0.0
+    min_crop_scale: float = 0.08  # RandomResizedCrop keeps between this fraction of the image area and all of it
     layer_decay: float | None = None
     drop_path_rate: float | None = None
     ema_decay: float | None = None

@@ -56,10 +56,10 @@ def build_eval_image_processor(image_size: int, mean, std, crop_ratio: float | N
 def image_processor_size(image_processor) -> int | None:
     """The square input side an image processor produces, or `None` if it does not say."""
     size = image_processor.crop_size if getattr(image_processor, "do_center_crop", False) else image_processor.size
-    size = dict(size.items()) if hasattr(size, "items") else {}
     for key in ("height", "shortest_edge"):
-        if size.get(key):
-            return int(size[key])
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)  # dict or SizeDict
+        if value:
+            return int(value)
     return None
 
 
