@@ -81,6 +81,48 @@ def check_resolution(model, train_size: int, eval_size: int, native: int, from_c
         )
 
 
+def load_labelled_splits(data_args, training_args, hub_kwargs):
+    """`(train, eval or None, image column, label column, class names, raw label -> id map or None)`."""
+    train_dataset, eval_dataset, image_column = prepare_splits(data_args, training_args.seed, **hub_kwargs)
+    if training_args.do_eval and eval_dataset is None:
+        raise ValueError(
+            "--do_eval needs an evaluation split: the data has no validation/test split; add --validation_split 0.1 "
+            "(or --validation_dir)."
+        )
+    label_column, labels, label_map = resolve_label_column(
+        train_dataset if training_args.do_train or eval_dataset is None else eval_dataset, data_args.label_column_name
+    )
+    if data_args.train_samples_per_class is not None:
+        if data_args.streaming:
+            raise ValueError("--train_samples_per_class needs the whole training set; drop --streaming.")
+        train_dataset = samples_per_class(
+            train_dataset, label_column, data_args.train_samples_per_class, training_args.seed, label_map
+        )
+    return train_dataset, eval_dataset, image_column, label_column, labels, label_map
+
+
+def build_image_processing(model, checkpoint_processor, recipe, from_checkpoint: bool):
+    """`(training transform, evaluation image processor)` at the recipe's resolutions, else the checkpoint's.
+
+    The checkpoint's own image processor is kept for evaluation when the recipe asks for nothing else; it is the
+    one saved with the classifier, so `pipeline("image-classification")` preprocesses exactly as the evaluation.
+    """
+    native = native_image_size(model, checkpoint_processor)
+    train_size = recipe.train_image_size or native
+    eval_size = recipe.eval_image_size or recipe.train_image_size or native
+    check_resolution(model, train_size, eval_size, native, from_checkpoint)
+    mean, std = normalization(checkpoint_processor)
+    if checkpoint_processor is not None and eval_size == native and recipe.eval_crop_ratio is None:
+        image_processor = checkpoint_processor
+    else:
+        image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
+    train_transform = build_train_transform(
+        train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
+        random_erasing=recipe.random_erasing, scale=(recipe.min_crop_scale, 1.0),
+    )
+    return train_transform, image_processor
+
+
 def main():
     parser = HfArgumentParser((ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
@@ -96,16 +138,9 @@ def main():
     set_seed(training_args.seed)
 
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
-    train_dataset, eval_dataset, image_column = prepare_splits(data_args, training_args.seed, **hub_kwargs)
-    label_column, labels, label_map = resolve_label_column(
-        train_dataset if training_args.do_train or eval_dataset is None else eval_dataset, data_args.label_column_name
+    train_dataset, eval_dataset, image_column, label_column, labels, label_map = load_labelled_splits(
+        data_args, training_args, hub_kwargs
     )
-    if data_args.train_samples_per_class is not None:
-        if data_args.streaming:
-            raise ValueError("--train_samples_per_class needs the whole training set; drop --streaming.")
-        train_dataset = samples_per_class(
-            train_dataset, label_column, data_args.train_samples_per_class, training_args.seed, label_map
-        )
 
     model, checkpoint_processor = load_classifier(
         model_args.model_name_or_path,
@@ -127,30 +162,14 @@ def main():
             f"{type(model).__name__} has no gradient checkpointing in transformers; drop --gradient_checkpointing and "
             "lower --per_device_train_batch_size with a higher --gradient_accumulation_steps instead."
         )
-    native = native_image_size(model, checkpoint_processor)
-    train_size = recipe.train_image_size or native
-    eval_size = recipe.eval_image_size or recipe.train_image_size or native
-    check_resolution(model, train_size, eval_size, native, model_args.model_preset is None)
-    mean, std = normalization(checkpoint_processor)
-    if checkpoint_processor is not None and eval_size == native and recipe.eval_crop_ratio is None:
-        image_processor = checkpoint_processor
-    else:
-        image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
-
+    train_transform, image_processor = build_image_processing(
+        model, checkpoint_processor, recipe, from_checkpoint=model_args.model_preset is None
+    )
     counter = SkippedImageCounter()
     if training_args.do_train:
-        train_transform = build_train_transform(
-            train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
-            random_erasing=recipe.random_erasing, scale=(recipe.min_crop_scale, 1.0),
-        )
         transform = ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map)
         train_dataset = with_transform(train_dataset, transform, data_args.streaming)
     if training_args.do_eval:
-        if eval_dataset is None:
-            raise ValueError(
-                "--do_eval needs an evaluation split: the data has no validation/test split; add "
-                "--validation_split 0.1 (or --validation_dir)."
-            )
         transform = ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map)
         eval_dataset = with_transform(eval_dataset, transform, data_args.streaming)
 
