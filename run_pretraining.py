@@ -23,7 +23,7 @@ import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
 from modeling_a2mim import BlockMaskGenerator
 from modeling_a2mim.data import SkippedImageCounter, decode_image
 from modeling_a2mim.data.collator import MaskingCollator
-from modeling_a2mim.data.transforms import PretrainingTransform
+from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PretrainingTransform
 from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     size = config.image_size
     image_processor = ViTImageProcessor(
         size={"height": size, "width": size},
-        image_mean=getattr(image_processor, "image_mean", None) or [0.485, 0.456, 0.406],
-        image_std=getattr(image_processor, "image_std", None) or [0.229, 0.224, 0.225],
+        image_mean=list(getattr(image_processor, "image_mean", None) or IMAGENET_MEAN),
+        image_std=list(getattr(image_processor, "image_std", None) or IMAGENET_STD),
     )
     counter = SkippedImageCounter()
     id_column = os.environ.get("A2MIM_SAMPLE_ID_COLUMN", "id")
@@ -178,8 +178,6 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
     if push_to_hub and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base).")
-    if training_args.do_eval is False and eval_dataset is not None and training_args.eval_strategy != "no":
-        training_args.do_eval = True
 
     trainer = A2MIMTrainer(
         model=model,
