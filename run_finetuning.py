@@ -14,14 +14,13 @@ import sys
 
 import datasets
 import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.finetuning.arguments import (
     FinetuningDataArguments,
     ModelArguments,
     RecipeArguments,
-    given_flags,
     resolve_recipe,
 )
 from modeling_a2mim.finetuning.ema import EMACallback
@@ -40,7 +39,7 @@ from modeling_a2mim.finetuning.transforms import (
 from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
-from modeling_a2mim.training.cli import run_main
+from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.hub import push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 
@@ -124,17 +123,15 @@ def build_image_processing(model, checkpoint_processor, recipe, from_checkpoint:
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, recipe_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, recipe_args, training_args, given = parse_script_arguments(
+        (ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments)
+    )
     setup_logging(training_args)
     training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
     if push_to_hub and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base-fashion-mnist).")
-    recipe = resolve_recipe(recipe_args, training_args, given_flags())
+    recipe = resolve_recipe(recipe_args, training_args, given)
     set_seed(training_args.seed)
 
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}

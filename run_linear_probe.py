@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
 from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.finetuning.arguments import FinetuningDataArguments, ModelArguments
@@ -25,7 +25,7 @@ from modeling_a2mim.finetuning.transforms import (
     collate_classification,
 )
 from modeling_a2mim.training.arguments import prepare_splits
-from modeling_a2mim.training.cli import run_main
+from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def features_of(model, dataset, image_column, label_column, image_processor, lab
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, FinetuningDataArguments, ProbeArguments))
-    model_args, data_args, probe_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, probe_args, _ = parse_script_arguments((ModelArguments, FinetuningDataArguments, ProbeArguments))
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO,
                         handlers=[logging.StreamHandler(sys.stdout)])
     set_seed(probe_args.seed)

@@ -8,7 +8,6 @@ one `.json` / `.yaml` file (`python run_pretraining.py args.yaml`). The preset's
 `modeling_a2mim/training/recipes.py`) fills the optimizer/schedule flags you do not pass yourself.
 """
 
-import json
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 import transformers
-from transformers import HfArgumentParser, TrainingArguments, ViTImageProcessor, set_seed
+from transformers import TrainingArguments, ViTImageProcessor, set_seed
 from transformers.integrations import is_tensorboard_available
 
 import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
@@ -28,6 +27,7 @@ from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
+from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.hub import push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
@@ -76,22 +76,7 @@ class ModelArguments:
 
 def parse_arguments(argv: list[str]):
     """`(model_args, data_args, training_args, explicit)`; `explicit` holds the TrainingArguments fields the user set."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = os.path.abspath(argv[0])
-        if path.endswith(".json"):
-            parsed = parser.parse_json_file(path)
-            with open(path) as handle:
-                explicit = set(json.load(handle))
-        else:
-            import yaml
-
-            parsed = parser.parse_yaml_file(path)
-            with open(path) as handle:
-                explicit = set(yaml.safe_load(handle))
-    else:
-        parsed = parser.parse_args_into_dataclasses(args=argv)
-        explicit = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    *parsed, explicit = parse_script_arguments((ModelArguments, DataArguments, TrainingArguments), argv)
     training_args = parsed[2]
     if "dataloader_num_workers" not in explicit and torch.cuda.is_available() and not training_args.use_cpu:
         # One process decodes a few hundred images/s: enough for a CPU step, too few to feed a GPU.
@@ -252,9 +237,4 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:
-        if os.environ.get("A2MIM_TRACEBACK"):
-            raise
-        sys.exit(f"run_pretraining.py: error: {error}")
+    run_main(main, "run_pretraining.py")

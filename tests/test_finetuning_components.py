@@ -20,7 +20,7 @@ from transformers import (
 from transformers.trainer_utils import EvalPrediction
 
 from modeling_a2mim.data import SkippedImageCounter
-from modeling_a2mim.finetuning.arguments import RecipeArguments, given_flags, resolve_recipe
+from modeling_a2mim.finetuning.arguments import RecipeArguments, resolve_recipe
 from modeling_a2mim.finetuning.ema import EMACallback
 from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
 from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
@@ -144,7 +144,7 @@ def test_recipe_fills_only_the_flags_not_given(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=64, weight_decay=0.3,
                              report_to="none", use_cpu=True)
     recipe = resolve_recipe(RecipeArguments(recipe="rsb-a3", mixup_alpha=0.5), args,
-                            given_flags(["--weight_decay", "0.3", "--per_device_train_batch_size=64"]))
+                            {"weight_decay", "per_device_train_batch_size"})
     assert recipe.optimizer == "lamb" and recipe.loss == "bce" and recipe.mixup_alpha == 0.5
     assert args.weight_decay == 0.3 and recipe.weight_decay == 0.3  # given: kept
     assert args.num_train_epochs == 100 and args.warmup_steps == pytest.approx(0.05)

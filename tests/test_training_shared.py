@@ -3,14 +3,13 @@
 import io
 import os
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch
 from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
-from modeling_a2mim import A2MIMConfig, A2MIMForMaskedImageModeling, BlockMaskGenerator
+from modeling_a2mim import A2MIMForMaskedImageModeling, BlockMaskGenerator
 from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.data.collator import MaskingCollator, mask_seed
 from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PretrainingTransform, crop_scale_for
@@ -236,3 +235,23 @@ def test_model_card_round_trip(tmp_path):
     assert "| preset | vit-micro |" in card.text and "| steps | 300 |" in card.text
     assert "| train_loss | 0.1235 |" in card.text
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_script_arguments_report_the_names_given_by_flags_json_or_yaml(tmp_path):
+    import json
+
+    import yaml
+
+    from modeling_a2mim.training.cli import parse_script_arguments
+
+    data_args, training_args, given = parse_script_arguments(
+        (DataArguments, TrainingArguments), ["--output_dir", str(tmp_path), "--learning_rate=0.5", "--streaming"]
+    )
+    assert given == {"output_dir", "learning_rate", "streaming"}
+    assert training_args.learning_rate == 0.5 and data_args.streaming
+    values = {"output_dir": str(tmp_path), "weight_decay": 0.2, "image_column_name": "img"}
+    for name, dump in (("args.json", json.dumps), ("args.yaml", yaml.safe_dump)):
+        (tmp_path / name).write_text(dump(values))
+        data_args, training_args, given = parse_script_arguments((DataArguments, TrainingArguments),
+                                                                 [str(tmp_path / name)])
+        assert given == set(values) and training_args.weight_decay == 0.2 and data_args.image_column_name == "img"

@@ -1,8 +1,6 @@
 """Arguments of `run_finetuning.py` / `run_linear_probe.py`, and how a recipe fills the flags a user did not give."""
 
-import json
 import logging
-import sys
 from dataclasses import dataclass, field, fields
 
 from transformers import SchedulerType, TrainingArguments
@@ -91,15 +89,6 @@ _TRAINING_FIELDS = {
     "max_grad_norm": "max_grad_norm",
     "label_smoothing_factor": "label_smoothing",
 }
-
-
-def given_flags(argv: list[str] | None = None) -> set[str]:
-    """Names of the arguments given on the command line (`--name value`, `--name=value`) or in a JSON file."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0]) as handle:
-            return set(json.load(handle))
-    return {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
 
 
 def resolve_recipe(

@@ -1,7 +1,10 @@
-"""Running a script's `main()` so that bad input ends with one clear line instead of a traceback."""
+"""Script plumbing: parsing arguments (flags or a JSON/YAML file) and ending bad input with one clear line."""
 
+import json
 import os
 import sys
+
+from transformers import HfArgumentParser
 
 
 def run_main(main, script_name: str) -> None:
@@ -13,3 +16,26 @@ def run_main(main, script_name: str) -> None:
         if os.environ.get("A2MIM_TRACEBACK"):
             raise
         sys.exit(f"{script_name}: error: {error}")
+
+
+def parse_script_arguments(dataclass_types, argv: list[str] | None = None) -> tuple:
+    """`(*dataclasses, given)`: the parsed argument dataclasses from flags, or from one `.json`/`.yaml` file, and
+    the set of argument names the user gave explicitly (so that recipe defaults never override them)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser(dataclass_types)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        path = os.path.abspath(argv[0])
+        if path.endswith(".json"):
+            parsed = parser.parse_json_file(path)
+            with open(path) as handle:
+                given = set(json.load(handle))
+        else:
+            import yaml
+
+            parsed = parser.parse_yaml_file(path)
+            with open(path) as handle:
+                given = set(yaml.safe_load(handle))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+        given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    return (*parsed, given)
