@@ -1,0 +1,125 @@
+"""Data arguments shared by the scripts, and the loading of their train / eval splits."""
+
+from dataclasses import dataclass, field
+
+from ..data import find_image_column, load_image_dataset, without_image_decoding
+
+EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test")
+EMPTY_MESSAGE = "The data source has no examples: check the path, glob or dataset name"
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from. With no source argument the embedded Fashion-MNIST subset is used."""
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A Hub dataset id (e.g. ILSVRC/imagenet-1k) or a local dataset folder/script."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
+    train_dir: str | None = field(default=None, metadata={"help": "A folder of training images (imagefolder)."})
+    validation_dir: str | None = field(default=None, metadata={"help": "A folder of validation images."})
+    data_files: list[str] | None = field(
+        default=None, metadata={"help": "Training files or globs: parquet, arrow, or image files."}
+    )
+    image_column_name: str | None = field(
+        default=None, metadata={"help": "The image column; auto-detected when the dataset has exactly one."}
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "Stream the data (IterableDataset) instead of downloading it; needs --max_steps."}
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000, metadata={"help": "Examples in the shuffle buffer of a streamed dataset (reshuffled each epoch)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training examples (for debugging or quick runs)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval examples."})
+    validation_split: float | None = field(
+        default=None,
+        metadata={"help": "Fraction of the training data held out for evaluation when the source has no validation "
+                          "split (not available with --streaming)."},
+    )
+
+    def __post_init__(self):
+        if self.validation_split is not None and not 0 < self.validation_split < 1:
+            raise ValueError(f"--validation_split {self.validation_split} must lie strictly between 0 and 1, e.g. 0.05.")
+        for name in ("max_train_samples", "max_eval_samples", "shuffle_buffer_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} {value} must be a positive integer.")
+
+    @property
+    def source_description(self) -> str:
+        """A short human-readable name of the data source (for logs and the model card)."""
+        if self.dataset_name:
+            return self.dataset_name + (f" ({self.dataset_config_name})" if self.dataset_config_name else "")
+        if self.train_dir:
+            return f"image folder {self.train_dir}"
+        if self.data_files:
+            return "files " + ", ".join(self.data_files)
+        return "embedded Fashion-MNIST subset (modeling_a2mim/data/fashion_mnist_mini)"
+
+
+def _check_not_empty(dataset, split: str, streaming: bool) -> None:
+    empty = next(iter(dataset), None) is None if streaming else len(dataset) == 0
+    if empty:
+        raise ValueError(f"The {split} split is empty. {EMPTY_MESSAGE} (and --max_train_samples / --max_eval_samples).")
+
+
+def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = None, token: str | None = None):
+    """`(train_dataset, eval_dataset or None, image_column)` for the script arguments.
+
+    Both datasets keep their image column undecoded (`{"bytes", "path"}`) so that the collator can skip unreadable
+    files. The eval split is the source's `validation` (or `test`) split, else `validation_split` of the training data
+    when that is set. A streamed training set is shuffled with a `shuffle_buffer_size` buffer (reshuffled per epoch
+    through `set_epoch`). It is not sharded here: Trainer/accelerate shard it over processes.
+    Raises `ValueError` for a missing train split, a wrong image column or an empty split.
+    """
+    try:
+        dataset = load_image_dataset(
+            dataset_name=data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            train_dir=data_args.train_dir,
+            validation_dir=data_args.validation_dir,
+            data_files=data_args.data_files,
+            streaming=data_args.streaming,
+            cache_dir=cache_dir,
+            token=token,
+        )
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):  # `datasets`' message for a split without examples
+            raise
+        raise ValueError(f"{EMPTY_MESSAGE} ({data_args.source_description}).") from error
+    if "train" not in dataset:
+        raise ValueError(f"The data source has no 'train' split (it has {list(dataset)}).")
+    train = dataset["train"]
+    image_column = find_image_column(train, data_args.image_column_name)
+    train = without_image_decoding(train, image_column)
+    eval_name = next((name for name in EVAL_SPLIT_NAMES if name in dataset), None)
+    eval_dataset = without_image_decoding(dataset[eval_name], image_column) if eval_name else None
+
+    if eval_dataset is None and data_args.validation_split:
+        if data_args.streaming:
+            raise ValueError(
+                "--validation_split cannot hold out a fraction of a streamed dataset of unknown length; give a source "
+                "with a validation split (e.g. --validation_dir) or drop --streaming."
+            )
+        _check_not_empty(train, "train", streaming=False)
+        parts = train.train_test_split(test_size=data_args.validation_split, seed=seed)
+        train, eval_dataset = parts["train"], parts["test"]
+
+    if data_args.max_train_samples is not None:
+        train = _first(train, data_args.max_train_samples, data_args.streaming)
+    if eval_dataset is not None and data_args.max_eval_samples is not None:
+        eval_dataset = _first(eval_dataset, data_args.max_eval_samples, data_args.streaming)
+    _check_not_empty(train, "train", data_args.streaming)
+    if eval_dataset is not None:
+        _check_not_empty(eval_dataset, "eval", data_args.streaming)
+    if data_args.streaming:
+        train = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+    return train, eval_dataset, image_column
+
+
+def _first(dataset, n: int, streaming: bool):
+    """The first `n` examples of a (streamed or map-style) dataset."""
+    return dataset.take(n) if streaming else dataset.select(range(min(n, len(dataset))))

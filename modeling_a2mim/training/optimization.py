@@ -1,0 +1,131 @@
+"""Optimizer parameter groups of the A2MIM recipes, a warmup + step schedule, and the Trainer that uses them."""
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer
+
+# Parameters the seed recipes exclude from weight decay by name (norms and biases are found by type / suffix).
+NO_DECAY_NAME_PARTS = (
+    "mask_token",
+    "cls_token",
+    "position_embeddings",
+    "lambda_1",
+    "lambda_2",
+    "relative_position_bias_table",
+)
+NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+
+
+def mask_token_lr_multiplier(multiplier: float = 0.1) -> Callable[[str], float]:
+    """The ResNet recipe's hook: the mask token learns at `multiplier` x the base learning rate."""
+    return lambda name: multiplier if name.split(".")[-1] == "mask_token" else 1.0
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Names of the parameters without weight decay: norm weights/biases, all biases, mask token, cls token,
+    position embeddings, layer scale (`lambda_1/2`) and relative position bias tables."""
+    names = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, NORM_TYPES):
+            names.update(f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters(recurse=False))
+    for name, _ in model.named_parameters():
+        leaf = name.split(".")[-1]
+        if leaf == "bias" or any(part in name for part in NO_DECAY_NAME_PARTS):
+            names.add(name)
+    return names
+
+
+def build_parameter_groups(
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    lr_multiplier: Callable[[str], float] | None = None,
+) -> list[dict]:
+    """Optimizer parameter groups, one per (weight decay, lr multiplier) pair.
+
+    Each group holds `lr = learning_rate * multiplier` (learning rate schedulers scale every group's own initial lr)
+    and records `lr_multiplier`. Frozen parameters are left out.
+    """
+    no_decay = no_weight_decay_names(model)
+    groups: dict[tuple[float, float], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = 0.0 if name in no_decay else weight_decay
+        multiplier = lr_multiplier(name) if lr_multiplier is not None else 1.0
+        group = groups.setdefault(
+            (decay, multiplier),
+            {"params": [], "param_names": [], "weight_decay": decay, "lr": learning_rate * multiplier,
+             "lr_multiplier": multiplier},
+        )
+        group["params"].append(param)
+        group["param_names"].append(name)
+    return list(groups.values())
+
+
+def get_warmup_step_schedule(optimizer, num_warmup_steps: int, num_training_steps: int, decay_at: float,
+                             gamma: float = 0.1) -> LambdaLR:
+    """Linear warmup, then constant, then x`gamma` from step `decay_at * num_training_steps` (the ViT recipe decays
+    at epoch 700 of 800: `decay_at=0.875`)."""
+    milestone = math.floor(decay_at * num_training_steps)
+
+    def factor(step: int) -> float:
+        if step < num_warmup_steps:
+            return (step + 1) / (num_warmup_steps + 1)
+        return gamma if step >= milestone else 1.0
+
+    return LambdaLR(optimizer, factor)
+
+
+class A2MIMTrainer(Trainer):
+    """`Trainer` with the recipes' parameter groups and optional step schedule.
+
+    Args (besides `Trainer`'s):
+        lr_multiplier: `name -> multiplier` for each parameter's learning rate (mask token x0.1 for ResNet,
+            layer-wise decay for fine-tuning); `None` keeps every multiplier at 1.
+        step_decay_at: when set, the schedule is warmup + constant + x0.1 at this fraction of training instead of
+            `--lr_scheduler_type`.
+    If the environment variable `A2MIM_SAMPLE_LOG` names a folder, every training batch's `sample_ids` (put there by
+    the collator's `extra_columns`) are appended to `<folder>/rank<k>.txt` as `global_step id...` lines; this is
+    how the multi-process tests check which rank trained on which sample. Without it `sample_ids` is just dropped.
+    """
+
+    def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None, step_decay_at: float | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multiplier = lr_multiplier
+        self.step_decay_at = step_decay_at
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            groups = build_parameter_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
+                                            self.lr_multiplier)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.step_decay_at is not None and self.lr_scheduler is None:
+            self.lr_scheduler = get_warmup_step_schedule(
+                optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps), num_training_steps,
+                self.step_decay_at,
+            )
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        sample_ids = inputs.pop("sample_ids", None)
+        log_dir = os.environ.get("A2MIM_SAMPLE_LOG")
+        if sample_ids is not None and log_dir and model.training:
+            os.makedirs(log_dir, exist_ok=True)
+            with open(os.path.join(log_dir, f"rank{self.args.process_index}.txt"), "a") as handle:
+                ids = " ".join(str(i) for i in sample_ids.tolist())
+                handle.write(f"{self.state.global_step} {ids}\n")
+        return super().compute_loss(model, inputs, *args, **kwargs)
