@@ -1,0 +1,451 @@
+"""Does A2MIM pretraining pay off on real data? Fashion-MNIST, against no pretraining and transformers' SimMIM.
+
+    python benchmarks/fashion_mnist.py --quick   # about 15 minutes on 2 idle CPU cores
+    python benchmarks/fashion_mnist.py           # the full budget (hours on 2 CPU cores)
+
+Every method pretrains WITHOUT labels on Fashion-MNIST training images for the same number of images seen (same
+steps, batch size, optimizer and schedule), then is fine-tuned end to end with 100 labels per class and with all
+labels, and linearly probed (frozen encoder), each over several fine-tuning seeds; test top-1 is reported as
+mean ± std. The runs go through the project's entry points as subprocesses (`run_pretraining.py`,
+`run_finetuning.py`, and `benchmarks/simmim_pretraining.py` for transformers' `ViTForMaskedImageModeling`, which
+drives it with the same Trainer setup). Results: `benchmarks/results/fashion_mnist.{json,md,png}`.
+
+Fashion-MNIST comes from the Debian package `dataset-fashion-mnist` (or `FASHION_MNIST_DIR`); the data, the
+checkpoints and the logs of every run go to `benchmarks/cache/` (ignored by git); finished runs with the same
+command line are reused, so an interrupted benchmark resumes where it stopped.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.fashion_mnist_data import export_fashion_mnist  # noqa: E402
+from benchmarks.fashion_mnist_report import (  # noqa: E402
+    compare,
+    markdown_comparisons,
+    markdown_table,
+    plot,
+    summarize,
+    write_json,
+)
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+CACHE_DIR = REPO / "benchmarks" / "cache"
+
+# One plain ViT encoder for SimMIM, A2MIM and random init (the sizes of the `vit-micro` preset): 32 px, patch 4.
+VIT_ENCODER = {
+    "model_type": "vit",
+    "hidden_size": 96,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 3,
+    "intermediate_size": 384,
+    "patch_size": 4,
+    "image_size": 32,
+    "encoder_stride": 4,
+}
+VIT_IMAGE_SIZE, VIT_MASK_PATCH_SIZE = 32, 8  # 4x4 blocks of 8 px, 10 of 16 masked (ceil(0.6 * 16))
+RESNET_IMAGE_SIZE = 64  # the `resnet-micro` preset: 64 px, 16 px mask blocks at the last stage (stride 16)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the table: an encoder, how it is pretrained (`None`: random init) and A2MIM config overrides."""
+
+    name: str
+    description: str
+    family: str  # "vit" or "resnet"
+    pretraining: str | None  # None, "a2mim" or "simmim"
+    preset: str = "vit-micro"
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return VIT_IMAGE_SIZE if self.family == "vit" else RESNET_IMAGE_SIZE
+
+    def a2mim_config(self):
+        """The `A2MIMConfig` of this method's encoder (also used to export the random-init encoder)."""
+        from modeling_a2mim import A2MIMConfig
+
+        if self.family == "vit":
+            return A2MIMConfig.from_preset(self.preset, backbone_config=dict(VIT_ENCODER), **self.overrides)
+        return A2MIMConfig.from_preset(self.preset, **self.overrides)
+
+
+METHODS = [
+    Method("ViT random init", "ViT 96x4, 32 px, no pretraining", "vit", None),
+    Method("ViT SimMIM", "ViT 96x4, transformers ViTForMaskedImageModeling", "vit", "simmim"),
+    Method("ViT A2MIM", "ViT 96x4, A2MIM (L1 + 0.1 freq, mean fill)", "vit", "a2mim"),
+    Method("ViT A2MIM w/o freq loss", "ablation: frequency_loss_weight=0", "vit", "a2mim",
+           overrides={"frequency_loss_weight": 0.0}),
+    Method("ViT A2MIM w/o mean fill", "ablation: mean_fill=False", "vit", "a2mim", overrides={"mean_fill": False}),
+    Method("ResNet random init", "resnet-micro, 64 px, no pretraining", "resnet", None, preset="resnet-micro"),
+    Method("ResNet A2MIM", "resnet-micro, 64 px, A2MIM (focal L1 + 0.5 freq)", "resnet", "a2mim",
+           preset="resnet-micro"),
+]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """An evaluation: fine-tuning (or a linear probe) with `per_class` labels per class (`None`: all 6,000)."""
+
+    name: str
+    per_class: int | None
+    epochs: int
+    linear_probe: bool = False
+
+
+@dataclass(frozen=True)
+class Budget:
+    mode: str
+    pretrain_images: int  # size of the unlabelled pretraining set (a fixed subset of the 60k training images)
+    pretrain_steps: int
+    pretrain_batch_size: int
+    protocols: tuple[Protocol, ...]
+    test_per_class: int | None  # None: the whole 10k test set
+    seeds: tuple[int, ...] = (0, 1, 2)
+    pretrain_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-3
+    finetune_batch_size: int = 64
+
+    @property
+    def pretrain_images_seen(self) -> int:
+        return self.pretrain_steps * self.pretrain_batch_size
+
+
+BUDGETS = {
+    "quick": Budget(
+        mode="quick",
+        pretrain_images=20_000,
+        pretrain_steps=160,
+        pretrain_batch_size=128,
+        protocols=(
+            Protocol("100 labels/class", 100, epochs=5),
+            Protocol("500 labels/class", 500, epochs=1),
+            Protocol("linear probe (500/class)", 500, epochs=1, linear_probe=True),
+        ),
+        test_per_class=200,
+    ),
+    "full": Budget(
+        mode="full",
+        pretrain_images=60_000,
+        pretrain_steps=4_700,  # ~10 epochs of the 60k images
+        pretrain_batch_size=128,
+        protocols=(
+            Protocol("100 labels/class", 100, epochs=30),
+            Protocol("all labels", None, epochs=2),
+            Protocol("linear probe (all labels)", None, epochs=1, linear_probe=True),
+        ),
+        test_per_class=None,
+    ),
+}
+
+
+@dataclass
+class Run:
+    """One subprocess: its command, its output folder, and the result parsed from that folder when it finishes."""
+
+    key: str  # unique, readable; also the folder name under the cache
+    command: list[str]
+    output_dir: Path
+    read_result: object  # callable(output_dir) -> dict
+
+    def cached_result(self) -> dict | None:
+        """The result of an earlier run of exactly this command, if it finished."""
+        done = self.output_dir / "benchmark_run.json"
+        if not done.is_file():
+            return None
+        record = json.loads(done.read_text())
+        return record if record["command"] == self.command else None
+
+    def execute(self, threads: int) -> dict:
+        """Run (or reuse) the command with `threads` CPU threads; raise `RuntimeError` with the log tail on failure."""
+        cached = self.cached_result()
+        if cached is not None:
+            print(f"[reuse] {self.key}", flush=True)
+            return cached
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        environment = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
+        log = self.output_dir / "log.txt"
+        print(f"[start] {self.key}", flush=True)
+        start = time.perf_counter()
+        with log.open("w") as handle:
+            handle.write(shlex.join(self.command) + "\n\n")
+            handle.flush()
+            process = subprocess.run(self.command, cwd=REPO, env=environment, stdout=handle, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - start
+        if process.returncode != 0:
+            tail = "\n".join(log.read_text().splitlines()[-30:])
+            raise RuntimeError(f"{self.key} failed (exit {process.returncode}); log {log}:\n{tail}")
+        record = {"key": self.key, "command": self.command, "seconds": round(seconds, 1),
+                  **self.read_result(self.output_dir)}
+        (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"[done {seconds:5.0f}s] {self.key}", flush=True)
+        return record
+
+
+def run_all(runs: list[Run], jobs: int, threads: int) -> list[dict]:
+    """Execute `runs` on `jobs` parallel subprocesses of `threads` threads each; results in the order of `runs`."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda run: run.execute(threads), runs))
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def pretraining_run(method: Method, budget: Budget, data: dict[str, Path], run_dir: Path) -> Run:
+    """The unlabelled pretraining of `method` on `data["pretrain"]`, `budget.pretrain_steps` steps."""
+    output_dir = run_dir / "pretrain" / slug(method.name)
+    common = [
+        "--data_files", str(data["pretrain"]),
+        "--output_dir", str(output_dir / "checkpoint"),
+        "--max_steps", str(budget.pretrain_steps),
+        "--per_device_train_batch_size", str(budget.pretrain_batch_size),
+        "--learning_rate", str(budget.pretrain_learning_rate),
+        "--weight_decay", "0.05",
+        "--warmup_steps", "0.1",
+        "--lr_scheduler_type", "cosine",
+        "--logging_steps", "10",
+        "--save_strategy", "no",
+        "--dataloader_num_workers", "0",
+        "--seed", "0",
+        "--use_cpu",
+    ]
+    if method.pretraining == "simmim":
+        encoder = {k: v for k, v in VIT_ENCODER.items() if k != "model_type"}
+        command = [sys.executable, "benchmarks/simmim_pretraining.py", "--encoder_config", json.dumps(encoder),
+                   "--mask_patch_size", str(VIT_MASK_PATCH_SIZE), "--mask_ratio", "0.6", *common]
+    else:
+        config_dir = output_dir / "a2mim_config"
+        method.a2mim_config().save_pretrained(config_dir)
+        command = [sys.executable, "run_pretraining.py", "--config_name", str(config_dir), *common]
+    return Run(f"pretrain {method.name}", command, output_dir, read_result=read_pretraining_result)
+
+
+def read_pretraining_result(output_dir: Path) -> dict:
+    metrics = json.loads((output_dir / "checkpoint" / "train_results.json").read_text())
+    return {"checkpoint": str(output_dir / "checkpoint"), "train_loss": metrics.get("train_loss")}
+
+
+def random_init_encoder(method: Method, run_dir: Path) -> Path:
+    """A freshly initialized encoder (seed 0) exported exactly as pretrained A2MIM encoders are (`save_encoder`)."""
+    import torch
+
+    from modeling_a2mim import A2MIMForMaskedImageModeling
+
+    encoder_dir = run_dir / "random_init" / slug(method.name)
+    if not (encoder_dir / "config.json").is_file():
+        torch.manual_seed(0)
+        A2MIMForMaskedImageModeling(method.a2mim_config()).save_encoder(encoder_dir)
+    return encoder_dir
+
+
+def evaluation_run(method: Method, checkpoint: Path, protocol: Protocol, seed: int, budget: Budget,
+                   data: dict[str, Path], run_dir: Path) -> Run:
+    """Fine-tune (or linearly probe) `checkpoint` under `protocol` with `seed`; the result is test top-1."""
+    output_dir = run_dir / "evaluate" / slug(method.name) / slug(protocol.name) / f"seed{seed}"
+    command = [
+        sys.executable, "run_finetuning.py",
+        "--model_name_or_path", str(checkpoint),
+        "--train_file", str(data["train"]),
+        "--validation_file", str(data["test"]),
+        "--output_dir", str(output_dir / "checkpoint"),
+        "--num_train_epochs", str(protocol.epochs),
+        "--per_device_train_batch_size", str(budget.finetune_batch_size),
+        "--per_device_eval_batch_size", "256",
+        "--learning_rate", str(budget.finetune_learning_rate),
+        "--image_size", str(method.image_size),
+        "--seed", str(seed),
+        "--do_train", "--do_eval",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--dataloader_num_workers", "0",
+        "--use_cpu",
+    ]
+    if protocol.per_class is not None:
+        command += ["--train_samples_per_class", str(protocol.per_class)]
+    if protocol.linear_probe:
+        command += ["--linear_probe"]
+    return Run(f"{protocol.name} {method.name} seed {seed}", command, output_dir, read_result=read_evaluation_result)
+
+
+def read_evaluation_result(output_dir: Path) -> dict:
+    metrics = json.loads((output_dir / "checkpoint" / "eval_results.json").read_text())
+    return {"accuracy": metrics["eval_accuracy"]}
+
+
+def machine_description() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} CPU cores, torch {torch.__version__}, {platform.system()} {platform.release()}"
+
+
+def display(command: list[str]) -> str:
+    """A command line as a user types it from the repository root."""
+    return shlex.join(["python", *command[1:]]).replace(str(REPO) + os.sep, "")
+
+
+# Comparisons the md states with a verdict: (candidate, reference).
+COMPARISONS = [
+    ("ViT A2MIM", "ViT SimMIM"),
+    ("ViT A2MIM", "ViT random init"),
+    ("ViT SimMIM", "ViT random init"),
+    ("ViT A2MIM w/o freq loss", "ViT A2MIM"),
+    ("ViT A2MIM w/o mean fill", "ViT A2MIM"),
+    ("ResNet A2MIM", "ResNet random init"),
+]
+
+
+def write_report(budget: Budget, methods: list[Method], records: list[dict], pretraining: list[dict],
+                 evaluation_runs: list[Run], seconds: float, argv: list[str], results_dir: Path) -> None:
+    protocols = [p.name for p in budget.protocols]
+    names = [m.name for m in methods]
+    summaries = summarize(records)
+    comparisons = compare(summaries, COMPARISONS, protocols)
+    machine = machine_description()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = shlex.join(["python", "benchmarks/fashion_mnist.py", *argv])
+    budget_lines = [
+        f"- Pretraining (no labels): {budget.pretrain_steps} steps x batch {budget.pretrain_batch_size} = "
+        f"**{budget.pretrain_images_seen:,} images seen** by every method, drawn from "
+        f"{'all 60,000' if budget.pretrain_images == 60_000 else f'a fixed subset of {budget.pretrain_images:,} of the 60,000'}"
+        f" training images; AdamW lr {budget.pretrain_learning_rate}, wd 0.05, 10% warmup, cosine; block mask "
+        f"{VIT_MASK_PATCH_SIZE} px at 32 px (ViT) / 16 px at 64 px (ResNet), ratio 0.6; one pretraining seed (0).",
+        f"- Fine-tuning: end to end, AdamW lr {budget.finetune_learning_rate}, batch {budget.finetune_batch_size}, "
+        "same recipe for every method; "
+        + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if not p.linear_probe)
+        + ". Linear probe: frozen encoder, linear classifier; "
+        + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if p.linear_probe) + ".",
+        f"- Seeds: fine-tuning seeds {', '.join(map(str, budget.seeds))} (mean ± sample std over them).",
+        f"- Test set: {'all 10,000 test images' if budget.test_per_class is None else f'{10 * budget.test_per_class:,} test images ({budget.test_per_class} per class, fixed)'}.",
+        "- Images: Fashion-MNIST 28x28 grayscale, converted to 3 channels and resized to 32 px (ViT, patch 4) or "
+        "64 px (ResNet); ImageNet normalization.",
+    ]
+    pretraining_lines = [f"| {r['method']} | {r['seconds']:.0f} | {r['train_loss']:.4f} |" for r in pretraining]
+    example_runs = {}
+    for run in evaluation_runs:
+        example_runs.setdefault(run.key.split(" ViT")[0].split(" ResNet")[0], run)
+    markdown = "\n".join([
+        f"# Fashion-MNIST: does A2MIM pretraining pay off? ({budget.mode} mode)",
+        "",
+        f"Run {date} on {machine}; {seconds / 60:.0f} min in all. Command: `{command}`",
+        "",
+        "Test top-1 (%), mean ± std over fine-tuning seeds; best of each column in bold.",
+        "",
+        markdown_table(summaries, names, protocols, {m.name: m.description for m in methods}),
+        "",
+        "Verdicts: `better`/`worse` when the difference exceeds twice its standard error over seeds, else "
+        "`no clear difference`.",
+        "",
+        markdown_comparisons(comparisons),
+        "",
+        "## Budget",
+        "",
+        *budget_lines,
+        "",
+        "| Pretraining | seconds | final train loss (own objective) |",
+        "|---|---:|---:|",
+        *pretraining_lines,
+        "",
+        "## Commands",
+        "",
+        "Every run is a subprocess from the repository root (`benchmarks/cache/` holds data, checkpoints, logs):",
+        "",
+        "```bash",
+        *[display(r["command"]) for r in pretraining],
+        *[display(run.command) for run in example_runs.values()],
+        "```",
+        "",
+        "(Fine-tuning runs differ only in `--model_name_or_path`, `--seed` and the output folder.)",
+        "",
+    ])
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "fashion_mnist.md").write_text(markdown)
+    plot(summaries, names, protocols, results_dir / "fashion_mnist.png",
+         f"Fashion-MNIST, {budget.mode} mode: {budget.pretrain_images_seen:,} pretraining images per method")
+    write_json(results_dir / "fashion_mnist.json", {
+        "date": date,
+        "machine": machine,
+        "command": command,
+        "seconds": round(seconds, 1),
+        "budget": asdict(budget),
+        "methods": [asdict(m) for m in methods],
+        "summary": {m: {p: asdict(s) for p, s in by_protocol.items()} for m, by_protocol in summaries.items()},
+        "comparisons": comparisons,
+        "pretraining": pretraining,
+        "runs": records,
+    })
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="The ~15 minute budget instead of the full one.")
+    parser.add_argument("--jobs", type=int, default=2, help="Runs in parallel (default 2, one per core).")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
+    parser.add_argument("--methods", nargs="+", choices=[slug(m.name) for m in METHODS], metavar="NAME",
+                        help=f"Only these methods (default: all of {', '.join(slug(m.name) for m in METHODS)}).")
+    parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    budget = BUDGETS["quick" if args.quick else "full"]
+    methods = [m for m in METHODS if args.methods is None or slug(m.name) in args.methods]
+    start = time.perf_counter()
+    data = export_fashion_mnist(args.cache_dir / "data", budget.pretrain_images, budget.test_per_class)
+    run_dir = args.cache_dir / budget.mode
+
+    pretraining_runs = {m.name: pretraining_run(m, budget, data, run_dir) for m in methods if m.pretraining}
+    pretraining = [{"method": name, **result} for name, result in
+                   zip(pretraining_runs, run_all(list(pretraining_runs.values()), args.jobs, args.threads))]
+    checkpoints = {r["method"]: Path(r["checkpoint"]) for r in pretraining}
+    checkpoints.update({m.name: random_init_encoder(m, run_dir) for m in methods if not m.pretraining})
+
+    evaluation_runs, keys = [], []
+    for protocol in budget.protocols:
+        for method in methods:
+            for seed in budget.seeds:
+                evaluation_runs.append(
+                    evaluation_run(method, checkpoints[method.name], protocol, seed, budget, data, run_dir))
+                keys.append({"method": method.name, "protocol": protocol.name, "seed": seed})
+    results = run_all(evaluation_runs, args.jobs, args.threads)
+    records = [{**key, "accuracy": r["accuracy"], "seconds": r["seconds"]} for key, r in zip(keys, results)]
+    write_report(budget, methods, records, pretraining, evaluation_runs, time.perf_counter() - start, argv,
+                 args.results_dir)
+    print((args.results_dir / "fashion_mnist.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
