@@ -1,0 +1,134 @@
+"""Arguments of `run_finetuning.py` / `run_linear_probe.py`, and how a recipe fills the flags a user did not give."""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field, fields
+
+from transformers import SchedulerType, TrainingArguments
+
+from ..training.arguments import DataArguments
+from .recipes import FinetuningRecipe, get_recipe, scaled_learning_rate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuningDataArguments(DataArguments):
+    """`DataArguments` plus the label column and label-scarce subsets."""
+
+    label_column_name: str | None = field(
+        default=None,
+        metadata={"help": "The label column (a ClassLabel, or strings mapped to ids); default: `label`/`labels` "
+                          "or the only ClassLabel column."},
+    )
+    train_samples_per_class: int | None = field(
+        default=None,
+        metadata={"help": "Label-scarce fine-tuning: keep N training images of every class (balanced, drawn with "
+                          "--seed)."},
+    )
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to start from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "An A2MIM checkpoint (its encoder is used), an exported encoder, or a stock BEiT/ViT/"
+                          "ResNet encoder or classifier (Hub id or folder)."},
+    )
+    model_preset: str | None = field(
+        default=None,
+        metadata={"help": "Train from scratch: an A2MIM preset's encoder (e.g. vit-base, resnet-50, vit-micro)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store downloaded models and data."})
+    model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit id)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
+
+
+@dataclass
+class RecipeArguments:
+    """A seed recipe and its knobs. Every knob left unset takes the recipe's value (see `recipes.py`)."""
+
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": "rsb-a3, rsb-a2 (ResNet) or beit-ft (ViT); without it a plain AdamW + cosine fine-tune."},
+    )
+    optimizer: str | None = field(default=None, metadata={"help": "adamw or lamb."})
+    loss: str | None = field(default=None, metadata={"help": "cross_entropy or bce."})
+    mixup_alpha: float | None = field(default=None, metadata={"help": "MixUp alpha (0 disables)."})
+    cutmix_alpha: float | None = field(default=None, metadata={"help": "CutMix alpha (0 disables)."})
+    rand_augment_magnitude: int | None = field(
+        default=None, metadata={"help": "RandAugment magnitude (2 ops per image; 0 disables)."}
+    )
+    random_erasing: float | None = field(default=None, metadata={"help": "RandomErasing probability (0 disables)."})
+    layer_decay: float | None = field(default=None, metadata={"help": "Layer-wise lr decay (1 disables)."})
+    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (BEiT encoders)."})
+    ema_decay: float | None = field(
+        default=None, metadata={"help": "EMA of the weights, which becomes the saved result (0 disables)."}
+    )
+    train_image_size: int | None = field(default=None, metadata={"help": "Training resolution."})
+    eval_image_size: int | None = field(default=None, metadata={"help": "Evaluation resolution."})
+    eval_crop_ratio: float | None = field(
+        default=None, metadata={"help": "Evaluation: resize the short side to size / ratio, center crop size."}
+    )
+    scale_learning_rate: bool = field(
+        default=True,
+        metadata={"help": "Scale the recipe's learning rate from its reference batch size to yours (linear for "
+                          "AdamW, sqrt for LAMB) when --learning_rate is not given."},
+    )
+
+
+# TrainingArguments a recipe sets unless the user gives them, with the recipe field each comes from.
+_TRAINING_FIELDS = {
+    "num_train_epochs": "num_train_epochs",
+    "weight_decay": "weight_decay",
+    "warmup_steps": "warmup_ratio",
+    "max_grad_norm": "max_grad_norm",
+    "label_smoothing_factor": "label_smoothing",
+}
+
+
+def given_flags(argv: list[str] | None = None) -> set[str]:
+    """Names of the arguments given on the command line (`--name value`, `--name=value`) or in a JSON file."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(argv[0]) as handle:
+            return set(json.load(handle))
+    return {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+
+
+def resolve_recipe(recipe_args: RecipeArguments, training_args: TrainingArguments, given: set[str]) -> FinetuningRecipe:
+    """The recipe with the user's overrides applied; also sets the TrainingArguments the user did not give.
+
+    Returns the effective recipe (its `learning_rate` is the one used). Learning rate: the user's `--learning_rate`,
+    else the recipe's scaled to the total batch size (`scale_learning_rate`).
+    """
+    recipe = get_recipe(recipe_args.recipe)
+    overrides = {
+        f.name: getattr(recipe_args, f.name)
+        for f in fields(RecipeArguments)
+        if f.name in {g.name for g in fields(FinetuningRecipe)} and getattr(recipe_args, f.name) is not None
+    }
+    for name, recipe_field in _TRAINING_FIELDS.items():
+        if name in given:
+            overrides[recipe_field] = getattr(training_args, name)
+    if "learning_rate" in given:
+        overrides.update(learning_rate=training_args.learning_rate, reference_batch_size=0)
+    elif recipe_args.scale_learning_rate:
+        total_batch = (
+            training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+            * max(training_args.world_size, 1)
+        )
+        overrides.update(learning_rate=scaled_learning_rate(recipe, total_batch), reference_batch_size=0)
+    effective = FinetuningRecipe(**{**recipe.to_dict(), **overrides})
+
+    for name, recipe_field in _TRAINING_FIELDS.items():
+        setattr(training_args, name, getattr(effective, recipe_field))
+    training_args.learning_rate = effective.learning_rate
+    if "lr_scheduler_type" not in given:
+        training_args.lr_scheduler_type = SchedulerType.COSINE
+    logger.info("Fine-tuning recipe %s (effective): %s", effective.name, effective.to_dict())
+    return effective

@@ -1,0 +1,223 @@
+#!/usr/bin/env python
+"""Fine-tune (or evaluate) an A2MIM encoder for image classification with the seed papers' recipes.
+
+The result is a stock `BeitForImageClassification` / `ViTForImageClassification` / `ResNetForImageClassification`
+with its labels and image processor, usable by `pipeline("image-classification")` without this package.
+
+    python run_finetuning.py --model_name_or_path ./a2mim-vit --recipe beit-ft --output_dir ./vit-ft \
+        --do_train --do_eval --per_device_train_batch_size 128
+"""
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from modeling_a2mim.data import SkippedImageCounter
+from modeling_a2mim.finetuning.arguments import (
+    FinetuningDataArguments,
+    ModelArguments,
+    RecipeArguments,
+    given_flags,
+    resolve_recipe,
+)
+from modeling_a2mim.finetuning.ema import EMACallback
+from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
+from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
+from modeling_a2mim.finetuning.metrics import AccuracyMetrics
+from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
+from modeling_a2mim.finetuning.models import load_classifier, native_image_size, normalization
+from modeling_a2mim.finetuning.trainer import FinetuningTrainer
+from modeling_a2mim.finetuning.transforms import (
+    ClassificationBatchTransform,
+    build_eval_image_processor,
+    build_train_transform,
+    collate_classification,
+)
+from modeling_a2mim.training.arguments import prepare_splits
+from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
+from modeling_a2mim.training.model_card import write_model_card
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for library_logger in (logger, logging.getLogger("modeling_a2mim")):
+        library_logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+
+def with_transform(dataset, transform: ClassificationBatchTransform, streaming: bool):
+    """Apply the batch transform lazily (map-style) or on the fly while streaming."""
+    if streaming:
+        return dataset.map(transform, batched=True, remove_columns=[transform.image_column, transform.label_column])
+    dataset.set_transform(transform)
+    return dataset
+
+
+def check_resolution(model, train_size: int, eval_size: int, native: int, from_checkpoint: bool) -> None:
+    """ViT-like classifiers run at their position embeddings' resolution: refuse other sizes clearly."""
+    if model.config.model_type not in ("beit", "vit"):
+        return
+    sizes = {train_size, eval_size}
+    if sizes != {native} and (from_checkpoint or len(sizes) > 1):
+        raise ValueError(
+            f"A {model.config.model_type} classifier runs at one resolution ({native} px for this checkpoint), but "
+            f"training/evaluation asks for {train_size}/{eval_size} px. Pass --train_image_size {native} "
+            f"--eval_image_size {native} (recipes default to 224 px), or start from a checkpoint at that resolution."
+        )
+
+
+def main():
+    parser = HfArgumentParser((ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, recipe_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses()
+    setup_logging(training_args)
+    training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
+    recipe = resolve_recipe(recipe_args, training_args, given_flags())
+    set_seed(training_args.seed)
+
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
+    train_dataset, eval_dataset, image_column = prepare_splits(data_args, training_args.seed, **hub_kwargs)
+    label_column, labels, label_map = resolve_label_column(
+        train_dataset if training_args.do_train or eval_dataset is None else eval_dataset, data_args.label_column_name
+    )
+    if data_args.train_samples_per_class is not None:
+        if data_args.streaming:
+            raise ValueError("--train_samples_per_class needs the whole training set; drop --streaming.")
+        train_dataset = samples_per_class(
+            train_dataset, label_column, data_args.train_samples_per_class, training_args.seed, label_map
+        )
+
+    model, checkpoint_processor = load_classifier(
+        model_args.model_name_or_path,
+        model_args.model_preset,
+        labels=labels if training_args.do_train or model_args.model_preset else None,
+        image_size=recipe.train_image_size,
+        drop_path_rate=recipe.drop_path_rate,
+        revision=model_args.model_revision,
+        **hub_kwargs,
+    )
+    if not training_args.do_train and list(model.config.id2label.values()) != labels:
+        raise ValueError(
+            f"The checkpoint's labels {list(model.config.id2label.values())} differ from the dataset's {labels}; "
+            "evaluate a classifier fine-tuned on this label set (or add --do_train)."
+        )
+
+    native = native_image_size(model, checkpoint_processor)
+    train_size = recipe.train_image_size or native
+    eval_size = recipe.eval_image_size or recipe.train_image_size or native
+    check_resolution(model, train_size, eval_size, native, model_args.model_preset is None)
+    mean, std = normalization(checkpoint_processor)
+    if checkpoint_processor is not None and eval_size == native and recipe.eval_crop_ratio is None:
+        image_processor = checkpoint_processor
+    else:
+        image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
+
+    counter = SkippedImageCounter()
+    if training_args.do_train:
+        train_transform = build_train_transform(
+            train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
+            random_erasing=recipe.random_erasing,
+        )
+        train_dataset = with_transform(
+            train_dataset, ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map),
+            data_args.streaming,
+        )
+    if training_args.do_eval:
+        if eval_dataset is None:
+            raise ValueError(
+                "--do_eval needs an evaluation split: the data has no validation/test split; add "
+                "--validation_split 0.1 (or --validation_dir)."
+            )
+        eval_dataset = with_transform(
+            eval_dataset, ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map),
+            data_args.streaming,
+        )
+
+    mixing = None
+    if recipe.mixup_alpha or recipe.cutmix_alpha:
+        mixing = BatchMixing(len(labels), recipe.mixup_alpha, recipe.cutmix_alpha)
+    use_layer_decay = recipe.layer_decay is not None and recipe.layer_decay != 1
+    trainer = FinetuningTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset if training_args.do_train else None,
+        eval_dataset=eval_dataset if training_args.do_eval else None,
+        data_collator=collate_classification,
+        compute_metrics=AccuracyMetrics(),
+        processing_class=image_processor,
+        loss_function=ClassificationLoss(recipe.loss, recipe.label_smoothing),
+        mixing=mixing,
+        optimizer_name=recipe.optimizer,
+        lr_multiplier=layer_decay_multiplier(model, recipe.layer_decay) if use_layer_decay else None,
+    )
+    add_first(trainer, SkippedImagesCallback(counter))
+    if recipe.ema_decay:
+        trainer.add_callback(EMACallback(recipe.ema_decay))
+
+    all_metrics = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        metrics = {**train_result.metrics, "skipped_images": counter.value}
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        all_metrics.update(metrics)
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        metrics["skipped_images"] = counter.value
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        all_metrics.update({k: v for k, v in metrics.items() if k.startswith("eval_")})
+
+    if training_args.do_train and trainer.is_world_process_zero():
+        write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__)
+        if training_args.push_to_hub:
+            trainer.push_to_hub(commit_message=f"Fine-tuned with recipe {recipe.name}")
+
+
+def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str) -> None:
+    """`README.md` next to the classifier: data, starting point, effective recipe and final metrics."""
+    start = model_args.model_name_or_path or f"from scratch ({model_args.model_preset})"
+    training = {
+        "architecture": architecture,
+        "initialization": start,
+        "recipe": f"{recipe.name}: {recipe.description}",
+        **{key: value for key, value in recipe.to_dict().items() if key not in ("name", "description")},
+        "per-device batch size": training_args.per_device_train_batch_size,
+        "max steps": training_args.max_steps,
+    }
+    if data_args.train_samples_per_class:
+        training["train images per class"] = data_args.train_samples_per_class
+    write_model_card(
+        training_args.output_dir,
+        model_name=os.path.basename(os.path.normpath(training_args.hub_model_id or training_args.output_dir)),
+        summary=f"An image classifier fine-tuned from {start} on {data_args.source_description} with `run_finetuning.py` "
+        "of the A2MIM reference implementation. It is a stock transformers checkpoint: no A2MIM code is needed.",
+        dataset=data_args.source_description,
+        training=training,
+        metrics={key: value for key, value in metrics.items() if key.startswith("eval_") or key == "train_loss"},
+        datasets=[data_args.dataset_name] if data_args.dataset_name else None,
+        tags=["image-classification"],
+        pipeline_tag="image-classification",
+        auto_class="AutoModelForImageClassification",
+        repo_or_path=training_args.hub_model_id or training_args.output_dir,
+    )
+
+
+if __name__ == "__main__":
+    main()
