@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,12 +98,20 @@ METHODS = [
 
 @dataclass(frozen=True)
 class Protocol:
-    """An evaluation: fine-tuning (or a linear probe) with `per_class` labels per class (`None`: all 6,000)."""
+    """An evaluation with `per_class` labels per class (`None`: all 6,000): end-to-end fine-tuning for `epochs`, or
+    (`probe=True`) `run_linear_probe.py` on frozen features, which reports a linear probe and a k-NN classifier."""
 
     name: str
     per_class: int | None
-    epochs: int
-    linear_probe: bool = False
+    epochs: int = 0
+    probe: bool = False
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Result key -> table column of this protocol."""
+        if not self.probe:
+            return {"eval_accuracy": self.name}
+        return {"linear_probe_accuracy": f"linear probe ({self.name})", "knn_accuracy": f"20-NN ({self.name})"}
 
 
 @dataclass(frozen=True)
@@ -127,15 +135,16 @@ class Budget:
 BUDGETS = {
     "quick": Budget(
         mode="quick",
-        pretrain_images=20_000,
-        pretrain_steps=160,
+        pretrain_images=60_000,
+        pretrain_steps=160,  # 20,480 images, a third of an epoch
         pretrain_batch_size=128,
         protocols=(
             Protocol("100 labels/class", 100, epochs=5),
-            Protocol("500 labels/class", 500, epochs=1),
-            Protocol("linear probe (500/class)", 500, epochs=1, linear_probe=True),
+            Protocol("300 labels/class", 300, epochs=1),
+            Protocol("300/class", 300, probe=True),
         ),
-        test_per_class=200,
+        test_per_class=100,
+        finetune_batch_size=32,
     ),
     "full": Budget(
         mode="full",
@@ -145,7 +154,7 @@ BUDGETS = {
         protocols=(
             Protocol("100 labels/class", 100, epochs=30),
             Protocol("all labels", None, epochs=2),
-            Protocol("linear probe (all labels)", None, epochs=1, linear_probe=True),
+            Protocol("all labels", None, probe=True),
         ),
         test_per_class=None,
     ),
@@ -203,19 +212,57 @@ class Run:
         return record
 
 
-def run_all(runs: list[Run], jobs: int, threads: int) -> list[dict]:
-    """Execute `runs` on `jobs` parallel subprocesses of `threads` threads each; results in the order of `runs`."""
+def run_all(runs: list[Run], jobs: int, threads: int, after: dict[str, str]) -> list[dict]:
+    """Execute `runs` on `jobs` parallel subprocesses of `threads` threads each; results in the order of `runs`.
+
+    `after[key]` names a run that must finish before run `key` starts; it must come earlier in `runs` (runs start in
+    list order). Every run that can finish does; then a `RuntimeError` lists the failures, if any.
+    """
+    futures = {}
+
+    def execute(run: Run) -> dict:
+        if run.key in after:
+            futures[after[run.key]].result()
+        return run.execute(threads)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda run: run.execute(threads), runs))
+        for run in runs:
+            futures[run.key] = pool.submit(execute, run)
+    failures = [str(future.exception()) for future in futures.values() if future.exception()]
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(runs)} runs failed:\n" + "\n\n".join(failures))
+    return [futures[run.key].result() for run in runs]
 
 
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
+def initial_checkpoints(method: Method, run_dir: Path) -> dict[str, Path]:
+    """The untrained starting point shared by every method of `method`'s family (seed 0): `a2mim`, an
+    `A2MIMForMaskedImageModeling` checkpoint that A2MIM pretraining continues from, and `encoder`, its encoder exported
+    with `save_encoder` (a stock ViT/ResNet checkpoint), which SimMIM pretraining and the random-init baseline start
+    from. So all methods of a family start from the same encoder weights."""
+    import torch
+
+    from modeling_a2mim import A2MIMForMaskedImageModeling
+
+    family_dir = run_dir / "init" / method.family
+    paths = {"a2mim": family_dir / "a2mim", "encoder": family_dir / "encoder"}
+    if not family_dir.is_dir():
+        torch.manual_seed(0)
+        model = A2MIMForMaskedImageModeling(replace(method, overrides={}).a2mim_config())
+        temporary = family_dir.with_name(family_dir.name + ".tmp")
+        model.save_pretrained(temporary / "a2mim")
+        model.save_encoder(temporary / "encoder")
+        temporary.rename(family_dir)  # complete or absent, never half written
+    return paths
+
+
 def pretraining_run(method: Method, budget: Budget, data: dict[str, Path], run_dir: Path) -> Run:
     """The unlabelled pretraining of `method` on `data["pretrain"]`, `budget.pretrain_steps` steps."""
     output_dir = run_dir / "pretrain" / slug(method.name)
+    init = initial_checkpoints(method, run_dir)
     common = [
         "--data_files", str(data["pretrain"]),
         "--output_dir", str(output_dir / "checkpoint"),
@@ -227,18 +274,19 @@ def pretraining_run(method: Method, budget: Budget, data: dict[str, Path], run_d
         "--lr_scheduler_type", "cosine",
         "--logging_steps", "10",
         "--save_strategy", "no",
+        "--report_to", "none",
         "--dataloader_num_workers", "0",
         "--seed", "0",
         "--use_cpu",
     ]
     if method.pretraining == "simmim":
-        encoder = {k: v for k, v in VIT_ENCODER.items() if k != "model_type"}
-        command = [sys.executable, "benchmarks/simmim_pretraining.py", "--encoder_config", json.dumps(encoder),
+        command = [sys.executable, "benchmarks/simmim_pretraining.py", "--model_name_or_path", str(init["encoder"]),
                    "--mask_patch_size", str(VIT_MASK_PATCH_SIZE), "--mask_ratio", "0.6", *common]
     else:
-        config_dir = output_dir / "a2mim_config"
-        method.a2mim_config().save_pretrained(config_dir)
-        command = [sys.executable, "run_pretraining.py", "--config_name", str(config_dir), *common]
+        command = [sys.executable, "run_pretraining.py", "--model_name_or_path", str(init["a2mim"]), *common]
+        if method.overrides:
+            overrides = ",".join(f"{key}={json.dumps(value)}" for key, value in method.overrides.items())
+            command += ["--config_overrides", overrides]
     return Run(f"pretrain {method.name}", command, output_dir, read_result=read_pretraining_result)
 
 
@@ -247,51 +295,45 @@ def read_pretraining_result(output_dir: Path) -> dict:
     return {"checkpoint": str(output_dir / "checkpoint"), "train_loss": metrics.get("train_loss")}
 
 
-def random_init_encoder(method: Method, run_dir: Path) -> Path:
-    """A freshly initialized encoder (seed 0) exported exactly as pretrained A2MIM encoders are (`save_encoder`)."""
-    import torch
-
-    from modeling_a2mim import A2MIMForMaskedImageModeling
-
-    encoder_dir = run_dir / "random_init" / slug(method.name)
-    if not (encoder_dir / "config.json").is_file():
-        torch.manual_seed(0)
-        A2MIMForMaskedImageModeling(method.a2mim_config()).save_encoder(encoder_dir)
-    return encoder_dir
-
-
 def evaluation_run(method: Method, checkpoint: Path, protocol: Protocol, seed: int, budget: Budget,
                    data: dict[str, Path], run_dir: Path) -> Run:
-    """Fine-tune (or linearly probe) `checkpoint` under `protocol` with `seed`; the result is test top-1."""
-    output_dir = run_dir / "evaluate" / slug(method.name) / slug(protocol.name) / f"seed{seed}"
-    command = [
-        sys.executable, "run_finetuning.py",
+    """Fine-tune or probe `checkpoint` under `protocol` with `seed` (which also draws the label subset); the result
+    maps each of `protocol.columns` to its test top-1."""
+    output_dir = run_dir / "evaluate" / slug(method.name) / slug(protocol.name + (" probe" if protocol.probe else ""))
+    output_dir = output_dir / f"seed{seed}"
+    common = [
         "--model_name_or_path", str(checkpoint),
-        "--train_file", str(data["train"]),
-        "--validation_file", str(data["test"]),
-        "--output_dir", str(output_dir / "checkpoint"),
-        "--num_train_epochs", str(protocol.epochs),
-        "--per_device_train_batch_size", str(budget.finetune_batch_size),
-        "--per_device_eval_batch_size", "256",
-        "--learning_rate", str(budget.finetune_learning_rate),
-        "--image_size", str(method.image_size),
+        "--dataset_name", str(data["labelled"]),
+        "--output_dir", str(output_dir / "result"),
         "--seed", str(seed),
-        "--do_train", "--do_eval",
-        "--eval_strategy", "no",
-        "--save_strategy", "no",
-        "--dataloader_num_workers", "0",
         "--use_cpu",
     ]
     if protocol.per_class is not None:
-        command += ["--train_samples_per_class", str(protocol.per_class)]
-    if protocol.linear_probe:
-        command += ["--linear_probe"]
-    return Run(f"{protocol.name} {method.name} seed {seed}", command, output_dir, read_result=read_evaluation_result)
+        common += ["--train_samples_per_class", str(protocol.per_class)]
+    if protocol.probe:
+        command = [sys.executable, "run_linear_probe.py", *common, "--batch_size", "256"]
+    else:
+        command = [
+            sys.executable, "run_finetuning.py", *common,
+            "--num_train_epochs", str(protocol.epochs),
+            "--per_device_train_batch_size", str(budget.finetune_batch_size),
+            "--per_device_eval_batch_size", "256",
+            "--learning_rate", str(budget.finetune_learning_rate),
+            "--weight_decay", "0.05",
+            "--warmup_steps", "0.1",
+            "--do_train", "--do_eval",
+            "--eval_strategy", "no",
+            "--save_strategy", "no",
+            "--report_to", "none",
+            "--dataloader_num_workers", "0",
+        ]
 
+    def read_result(output_dir: Path) -> dict:
+        metrics = json.loads((output_dir / "result" / "all_results.json").read_text())
+        return {"accuracies": {column: metrics[key] for key, column in protocol.columns.items()}}
 
-def read_evaluation_result(output_dir: Path) -> dict:
-    metrics = json.loads((output_dir / "checkpoint" / "eval_results.json").read_text())
-    return {"accuracy": metrics["eval_accuracy"]}
+    return Run(f"{protocol.name}{' probe' if protocol.probe else ''} {method.name} seed {seed}", command, output_dir,
+               read_result=read_result)
 
 
 def machine_description() -> str:
@@ -326,8 +368,8 @@ COMPARISONS = [
 
 
 def write_report(budget: Budget, methods: list[Method], records: list[dict], pretraining: list[dict],
-                 evaluation_runs: list[Run], seconds: float, argv: list[str], results_dir: Path) -> None:
-    protocols = [p.name for p in budget.protocols]
+                 example_runs: list[Run], seconds: float, argv: list[str], note: str | None, results_dir: Path) -> None:
+    protocols = [column for p in budget.protocols for column in p.columns.values()]
     names = [m.name for m in methods]
     summaries = summarize(records)
     comparisons = compare(summaries, COMPARISONS, protocols)
@@ -340,24 +382,26 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         f"{'all 60,000' if budget.pretrain_images == 60_000 else f'a fixed subset of {budget.pretrain_images:,} of the 60,000'}"
         f" training images; AdamW lr {budget.pretrain_learning_rate}, wd 0.05, 10% warmup, cosine; block mask "
         f"{VIT_MASK_PATCH_SIZE} px at 32 px (ViT) / 16 px at 64 px (ResNet), ratio 0.6; one pretraining seed (0).",
-        f"- Fine-tuning: end to end, AdamW lr {budget.finetune_learning_rate}, batch {budget.finetune_batch_size}, "
-        "same recipe for every method; "
-        + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if not p.linear_probe)
-        + ". Linear probe: frozen encoder, linear classifier; "
-        + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if p.linear_probe) + ".",
+        f"- Fine-tuning (`run_finetuning.py`, no `--recipe`: AdamW + cosine): end to end, lr "
+        f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, RandomResizedCrop + "
+        "flip, the same for every method; "
+        + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if not p.probe)
+        + ". Labelled subsets are drawn class-balanced with the fine-tuning seed.",
+        "- Probes (`run_linear_probe.py`): frozen encoder, features = what the classifier head sees (ViT: the cls "
+        "token after the final norm, which neither MIM method trains directly; ResNet: global average pooling); "
+        "logistic regression (C=1, standardized features) and cosine 20-NN; "
+        + "; ".join(p.name for p in budget.protocols if p.probe) + ".",
         f"- Seeds: fine-tuning seeds {', '.join(map(str, budget.seeds))} (mean ± sample std over them).",
         f"- Test set: {'all 10,000 test images' if budget.test_per_class is None else f'{10 * budget.test_per_class:,} test images ({budget.test_per_class} per class, fixed)'}.",
         "- Images: Fashion-MNIST 28x28 grayscale, converted to 3 channels and resized to 32 px (ViT, patch 4) or "
         "64 px (ResNet); ImageNet normalization.",
     ]
     pretraining_lines = [f"| {r['method']} | {r['seconds']:.0f} | {r['train_loss']:.4f} |" for r in pretraining]
-    example_runs = {}
-    for run in evaluation_runs:
-        example_runs.setdefault(run.key.split(" ViT")[0].split(" ResNet")[0], run)
     markdown = "\n".join([
         f"# Fashion-MNIST: does A2MIM pretraining pay off? ({budget.mode} mode)",
         "",
-        f"Run {date} on {machine}; {seconds / 60:.0f} min in all. Command: `{command}`",
+        f"Run {date} on {machine}; {seconds / 60:.0f} min in all. Command: `{command}`"
+        + (f"\n\n{note}" if note else ""),
         "",
         "Test top-1 (%), mean ± std over fine-tuning seeds; best of each column in bold.",
         "",
@@ -372,7 +416,7 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         "",
         *budget_lines,
         "",
-        "| Pretraining | seconds | final train loss (own objective) |",
+        "| Pretraining | seconds | mean train loss (own objective) |",
         "|---|---:|---:|",
         *pretraining_lines,
         "",
@@ -382,10 +426,11 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         "",
         "```bash",
         *[display(r["command"]) for r in pretraining],
-        *[display(run.command) for run in example_runs.values()],
+        *[display(run.command) for run in example_runs],
         "```",
         "",
-        "(Fine-tuning runs differ only in `--model_name_or_path`, `--seed` and the output folder.)",
+        "(One fine-tuning and one probe command per protocol are shown; the others differ only in "
+        "`--model_name_or_path`, `--seed` and the output folder.)",
         "",
     ])
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -413,6 +458,7 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
     parser.add_argument("--methods", nargs="+", choices=[slug(m.name) for m in METHODS], metavar="NAME",
                         help=f"Only these methods (default: all of {', '.join(slug(m.name) for m in METHODS)}).")
+    parser.add_argument("--note", help="A sentence for the md, e.g. about other load on the machine during the run.")
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
     return parser.parse_args(argv)
@@ -427,22 +473,26 @@ def main(argv=None):
     data = export_fashion_mnist(args.cache_dir / "data", budget.pretrain_images, budget.test_per_class)
     run_dir = args.cache_dir / budget.mode
 
+    # Pretraining first, then the evaluations of the encoders that need none, then the others as their
+    # pretraining finishes: the cores stay busy while the slow pretraining runs.
     pretraining_runs = {m.name: pretraining_run(m, budget, data, run_dir) for m in methods if m.pretraining}
-    pretraining = [{"method": name, **result} for name, result in
-                   zip(pretraining_runs, run_all(list(pretraining_runs.values()), args.jobs, args.threads))]
-    checkpoints = {r["method"]: Path(r["checkpoint"]) for r in pretraining}
-    checkpoints.update({m.name: random_init_encoder(m, run_dir) for m in methods if not m.pretraining})
-
-    evaluation_runs, keys = [], []
-    for protocol in budget.protocols:
-        for method in methods:
+    checkpoints = {name: run.output_dir / "checkpoint" for name, run in pretraining_runs.items()}
+    checkpoints.update({m.name: initial_checkpoints(m, run_dir)["encoder"] for m in methods if not m.pretraining})
+    evaluation_runs, keys, after = [], [], {}
+    for method in sorted(methods, key=lambda m: m.pretraining is not None):
+        for protocol in budget.protocols:
             for seed in budget.seeds:
-                evaluation_runs.append(
-                    evaluation_run(method, checkpoints[method.name], protocol, seed, budget, data, run_dir))
-                keys.append({"method": method.name, "protocol": protocol.name, "seed": seed})
-    results = run_all(evaluation_runs, args.jobs, args.threads)
-    records = [{**key, "accuracy": r["accuracy"], "seconds": r["seconds"]} for key, r in zip(keys, results)]
-    write_report(budget, methods, records, pretraining, evaluation_runs, time.perf_counter() - start, argv,
+                run = evaluation_run(method, checkpoints[method.name], protocol, seed, budget, data, run_dir)
+                evaluation_runs.append(run)
+                keys.append({"method": method.name, "seed": seed})
+                if method.pretraining:
+                    after[run.key] = pretraining_runs[method.name].key
+    results = run_all([*pretraining_runs.values(), *evaluation_runs], args.jobs, args.threads, after)
+    pretraining = [{"method": name, **result} for name, result in zip(pretraining_runs, results)]
+    records = [{**key, "protocol": column, "accuracy": accuracy, "seconds": r["seconds"]}
+               for key, r in zip(keys, results[len(pretraining_runs):]) for column, accuracy in r["accuracies"].items()]
+    example_runs = evaluation_runs[: len(budget.protocols) * len(budget.seeds) : len(budget.seeds)]
+    write_report(budget, methods, records, pretraining, example_runs, time.perf_counter() - start, argv, args.note,
                  args.results_dir)
     print((args.results_dir / "fashion_mnist.md").read_text())
 

@@ -3,23 +3,30 @@
 
 `run_pretraining.py` builds A2MIM models only; this adapter reuses its pieces (`DataArguments`/`prepare_splits`,
 `PretrainingTransform`, `MaskingCollator`, `A2MIMTrainer` with the recipe's parameter groups) and changes two things:
-the model is a stock `ViTForMaskedImageModeling` built from `--encoder_config` (a JSON `ViTConfig`), and the block
-mask `(B, g, g)` is upsampled to the model's patch grid `(B, num_patches)`, the form its `bool_masked_pos` takes.
+the model is a stock `ViTForMaskedImageModeling` whose encoder starts from `--model_name_or_path` (a stock `ViTModel`
+checkpoint, e.g. an untrained one saved with `save_pretrained`; its config needs `encoder_stride`), with a new
+decoder and mask token; and the block mask `(B, g, g)` is upsampled to the model's patch grid `(B, num_patches)`,
+the form its `bool_masked_pos` takes.
 
-    python benchmarks/simmim_pretraining.py --encoder_config '{"hidden_size": 96, ...}' --data_files x.parquet \
+    python benchmarks/simmim_pretraining.py --model_name_or_path vit-encoder --data_files x.parquet \
         --output_dir out --max_steps 100 --per_device_train_batch_size 128 --use_cpu
 
 The output folder holds the `ViTForMaskedImageModeling` checkpoint and a `ViTImageProcessor`;
 `AutoModelForImageClassification.from_pretrained(output_dir, num_labels=N)` loads its encoder.
 """
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, ViTConfig, ViTForMaskedImageModeling, ViTImageProcessor
+from transformers import (
+    AutoConfig,
+    HfArgumentParser,
+    TrainingArguments,
+    ViTForMaskedImageModeling,
+    ViTImageProcessor,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,7 +41,7 @@ from modeling_a2mim.training.optimization import A2MIMTrainer  # noqa: E402
 
 @dataclass
 class SimMIMArguments:
-    encoder_config: str = field(metadata={"help": "ViTConfig keyword arguments as JSON (image_size, patch_size, ...)."})
+    model_name_or_path: str = field(metadata={"help": "A stock ViTModel checkpoint (folder) to start the encoder from."})
     mask_patch_size: int = field(default=32, metadata={"help": "Side in pixels of one mask block."})
     mask_ratio: float = field(default=0.6, metadata={"help": "Fraction of blocks masked (ceil-based, as A2MIM)."})
 
@@ -57,7 +64,12 @@ class PatchMaskCollator:
 def main(argv=None):
     parser = HfArgumentParser((SimMIMArguments, DataArguments, TrainingArguments))
     simmim_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
-    config = ViTConfig(**json.loads(simmim_args.encoder_config))
+    config = AutoConfig.from_pretrained(simmim_args.model_name_or_path)
+    if config.model_type != "vit":
+        raise ValueError(
+            f"--model_name_or_path {simmim_args.model_name_or_path} is a {config.model_type!r} model; "
+            "ViTForMaskedImageModeling needs a stock ViT checkpoint."
+        )
     if config.image_size % simmim_args.mask_patch_size or simmim_args.mask_patch_size % config.patch_size:
         raise ValueError(
             f"--mask_patch_size {simmim_args.mask_patch_size} must divide image_size {config.image_size} and be a "
@@ -73,7 +85,7 @@ def main(argv=None):
         seed=training_args.seed,
     )
     training_args.remove_unused_columns = False
-    model = ViTForMaskedImageModeling(config)
+    model = ViTForMaskedImageModeling.from_pretrained(simmim_args.model_name_or_path)
     trainer = A2MIMTrainer(
         model=model,
         args=training_args,

@@ -1,6 +1,7 @@
 """The Fashion-MNIST benchmark's pieces that need no training: data export, SimMIM mask adapter, result aggregation."""
 
 import gzip
+import sys
 import json
 
 import numpy as np
@@ -35,9 +36,9 @@ def fake_fashion_mnist(tmp_path, monkeypatch):
 
 def test_export_writes_unlabelled_pretraining_subset_and_balanced_test(fake_fashion_mnist, tmp_path):
     paths = export_fashion_mnist(tmp_path / "cache", pretrain_images=20, test_per_class=2)
-    train = load_dataset("parquet", data_files=str(paths["train"]), split="train")
+    labelled = load_dataset(str(paths["labelled"]))
+    train, test = labelled["train"], labelled["test"]
     pretrain = load_dataset("parquet", data_files=str(paths["pretrain"]), split="train")
-    test = load_dataset("parquet", data_files=str(paths["test"]), split="train")
     assert len(train) == 50 and train.features["label"].names[0] == "T-shirt/top"
     assert pretrain.column_names == ["image"] and len(pretrain) == 20
     pretrain_ids = sorted(np.asarray(image)[0, 0] for image in pretrain["image"])
@@ -95,3 +96,41 @@ def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
     plot(summaries, ["A", "B"], ["p"], tmp_path / "plot.png", "title")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(rows)
+
+
+def _python_run(tmp_path, key, code):
+    from benchmarks.fashion_mnist import Run
+
+    def read_result(output_dir):
+        return {"text": (output_dir / "out.txt").read_text()}
+
+    output_dir = tmp_path / key
+    command = [sys.executable, "-c", f"import pathlib; {code}; pathlib.Path({str(output_dir)!r}, 'out.txt')"
+                                     f".write_text(pathlib.Path({str(tmp_path)!r}, 'log').read_text())"]
+    return Run(key, command, output_dir, read_result)
+
+
+def test_runs_respect_dependencies_and_are_reused_when_the_command_is_unchanged(tmp_path):
+    from benchmarks.fashion_mnist import run_all
+
+    log = tmp_path / "log"
+    log.write_text("")
+    append = "open({!r}, 'a').write({!r})"
+    first = _python_run(tmp_path, "first", "import time; time.sleep(0.5); " + append.format(str(log), "a"))
+    second = _python_run(tmp_path, "second", append.format(str(log), "b"))
+    results = run_all([first, second], jobs=2, threads=1, after={"second": "first"})
+    assert [r["text"] for r in results] == ["a", "ab"]  # second waited for first despite a free worker
+    assert results[0]["command"] == first.command and results[0]["seconds"] >= 0
+    assert run_all([first], jobs=1, threads=1, after={})[0]["text"] == "a"  # reused: not run again
+    assert log.read_text() == "ab"
+
+
+def test_failed_runs_are_listed_with_their_log_after_the_others_finish(tmp_path):
+    from benchmarks.fashion_mnist import run_all
+
+    (tmp_path / "log").write_text("")
+    good = _python_run(tmp_path, "good", "pass")
+    bad = _python_run(tmp_path, "bad", "raise SystemExit('broken input')")
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed:\nbad failed \(exit 1\)(.|\n)*broken input"):
+        run_all([bad, good], jobs=1, threads=1, after={})
+    assert (tmp_path / "good" / "benchmark_run.json").is_file()
