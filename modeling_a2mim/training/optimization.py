@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import Trainer
+from transformers import PreTrainedModel, Trainer
 
 # Parameters the seed recipes exclude from weight decay by name (norms and biases are found by type / suffix).
 NO_DECAY_NAME_PARTS = (
@@ -119,6 +119,15 @@ class A2MIMTrainer(Trainer):
             self._created_lr_scheduler = True
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Load checkpoint weights through `from_pretrained`, which applies transformers' key renames (Trainer's plain
+        `load_state_dict` misses the saved BEiT layer-scale names and would silently reset `lambda_1/2`)."""
+        model = self.model if model is None else model
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or not isinstance(model, PreTrainedModel):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        loaded = type(model).from_pretrained(resume_from_checkpoint, config=model.config)
+        model.load_state_dict(loaded.state_dict(), strict=True)
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         sample_ids = inputs.pop("sample_ids", None)

@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""A2MIM pretraining of a ViT or a ResNet with masked image modeling (Li et al., ICML 2023) on any image dataset.
+
+    python run_pretraining.py --output_dir outputs/demo --model_preset vit-micro --max_steps 300 --use_cpu
+
+With no data argument it trains on the embedded Fashion-MNIST subset. Arguments come from the command line or from
+one `.json` / `.yaml` file (`python run_pretraining.py args.yaml`). The preset's recipe (see
+`modeling_a2mim/training/recipes.py`) fills the optimizer/schedule flags you do not pass yourself.
+"""
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, ViTImageProcessor, set_seed
+from transformers.integrations import is_tensorboard_available
+
+import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
+from modeling_a2mim import BlockMaskGenerator
+from modeling_a2mim.data import SkippedImageCounter, decode_image
+from modeling_a2mim.data.collator import MaskingCollator
+from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PretrainingTransform
+from modeling_a2mim.presets import PRESETS
+from modeling_a2mim.training.arguments import DataArguments, prepare_splits
+from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
+from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
+from modeling_a2mim.training.hub import push_output_dir
+from modeling_a2mim.training.model_card import write_model_card
+from modeling_a2mim.training.model_init import build_pretraining_model
+from modeling_a2mim.training.optimization import A2MIMTrainer, mask_token_lr_multiplier
+from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
+from modeling_a2mim.training.recipes import RECIPE_FIELDS, apply_recipe, recipe_for
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_LOG_ENV = "A2MIM_SAMPLE_LOG"  # test hook: log each batch's ids (column A2MIM_SAMPLE_ID_COLUMN, default "id")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to pretrain."""
+
+    model_preset: str | None = field(
+        default=None,
+        metadata={"help": f"A named preset ({', '.join(PRESETS)}), trained from scratch. Default: vit-micro. With "
+                          "--model_name_or_path of a stock encoder it names the preset whose A2MIM settings to use."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A saved A2MIM checkpoint to continue from, or a stock BeitModel/ViTModel/ResNetModel "
+                          "checkpoint (Hub id or folder) whose weights initialize the encoder."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config fields to override, e.g. 'mask_ratio=0.5,image_size=64,"
+                          "backbone_config.drop_path_rate=0.1'."},
+    )
+    use_recipe_defaults: bool = field(
+        default=True,
+        metadata={"help": "Fill learning rate (scaled by global batch / 512), weight decay, betas, warmup, schedule "
+                          "and grad clipping from the preset's recipe unless passed explicitly."},
+    )
+    mask_token_lr_multiplier: float | None = field(
+        default=None, metadata={"help": "Learning rate multiplier of the mask token (recipe: 0.1 ResNet, 1 ViT)."}
+    )
+    num_reconstruction_images: int = field(
+        default=6, metadata={"help": "Held images shown in reconstructions.png at each save."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache Hub models and datasets."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models/datasets."})
+
+
+def parse_arguments(argv: list[str]):
+    """`(model_args, data_args, training_args, explicit)`; `explicit` holds the TrainingArguments fields the user set."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        path = os.path.abspath(argv[0])
+        if path.endswith(".json"):
+            parsed = parser.parse_json_file(path)
+            with open(path) as handle:
+                explicit = set(json.load(handle))
+        else:
+            import yaml
+
+            parsed = parser.parse_yaml_file(path)
+            with open(path) as handle:
+                explicit = set(yaml.safe_load(handle))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+        explicit = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    return (*parsed, explicit)
+
+
+def check_arguments(data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Refuse combinations that would fail late or silently do something else."""
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
+    if training_args.fp16 and (training_args.use_cpu or not torch.cuda.is_available()):
+        raise ValueError("--fp16 needs a CUDA GPU (on CPU it would be silently ignored); use --bf16 on CPU.")
+
+
+def held_out_images(dataset, image_column: str, transform, count: int) -> torch.Tensor:
+    """The first `count` readable images of `dataset`, center-cropped and normalized: `(N, 3, H, W)`."""
+    images = []
+    for example in dataset:
+        if len(images) == count:
+            break
+        try:
+            images.append(transform(decode_image(example[image_column])))
+        except (OSError, ValueError):
+            continue
+    return torch.stack(images)
+
+
+def main(argv: list[str] | None = None, callbacks=()) -> dict:
+    model_args, data_args, training_args, explicit = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    check_arguments(data_args, training_args)
+    set_seed(training_args.seed)
+
+    # Model and recipe
+    model, model_description = build_pretraining_model(
+        model_args.model_preset, model_args.model_name_or_path, model_args.config_overrides,
+        cache_dir=model_args.cache_dir, token=model_args.token,
+    )
+    config = model.config
+    recipe_name, recipe = recipe_for(config, model_args.model_preset)
+    applied = apply_recipe(training_args, recipe, explicit) if model_args.use_recipe_defaults else {}
+    step_decay_at = applied.pop("step_decay_at", None)
+    lr_multiplier = model_args.mask_token_lr_multiplier
+    if lr_multiplier is None:
+        lr_multiplier = recipe.mask_token_lr_multiplier if model_args.use_recipe_defaults else 1.0
+    logger.info("Model: %s; recipe %s filled %s (explicit flags win: %s)", model_description, recipe_name, applied,
+                sorted(explicit & set(RECIPE_FIELDS)) or "none")
+
+    # Data
+    train_dataset, eval_dataset, image_column = prepare_splits(
+        data_args, training_args.seed, cache_dir=model_args.cache_dir, token=model_args.token
+    )
+    image_processor = None
+    if model_args.model_name_or_path is not None:
+        try:
+            image_processor = transformers.AutoImageProcessor.from_pretrained(
+                model_args.model_name_or_path, cache_dir=model_args.cache_dir, token=model_args.token)
+        except OSError:
+            logger.info("No image processor at %s; using ImageNet statistics.", model_args.model_name_or_path)
+    size = config.image_size
+    image_processor = ViTImageProcessor(
+        size={"height": size, "width": size},
+        image_mean=list(getattr(image_processor, "image_mean", None) or IMAGENET_MEAN),
+        image_std=list(getattr(image_processor, "image_std", None) or IMAGENET_STD),
+    )
+    counter = SkippedImageCounter()
+    id_column = os.environ.get("A2MIM_SAMPLE_ID_COLUMN", "id")
+    collator = MaskingCollator(
+        BlockMaskGenerator.from_config(config),
+        PretrainingTransform.from_config(config, image_processor, train=True),
+        image_column=image_column,
+        counter=counter,
+        seed=training_args.seed,
+        extra_columns={id_column: "sample_ids"} if os.environ.get(SAMPLE_LOG_ENV) else None,
+    )
+
+    # Trainer settings the script needs: keep the image column, eval loss on bool_masked_pos, no logits kept.
+    training_args.remove_unused_columns = False
+    training_args.label_names = ["bool_masked_pos"]
+    training_args.prediction_loss_only = True
+    if "report_to" not in explicit and is_tensorboard_available():
+        training_args.report_to = ["tensorboard"]
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
+    if push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base).")
+
+    trainer = A2MIMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        data_collator=collator,
+        processing_class=image_processor,
+        callbacks=list(callbacks),
+        lr_multiplier=mask_token_lr_multiplier(lr_multiplier) if lr_multiplier != 1.0 else None,
+        step_decay_at=step_decay_at,
+    )
+    add_first(trainer, SkippedImagesCallback(counter))
+    held = held_out_images(eval_dataset if eval_dataset is not None else train_dataset, image_column,
+                           PretrainingTransform.from_config(config, image_processor, train=False),
+                           model_args.num_reconstruction_images)
+    held_masks = BlockMaskGenerator.from_config(config)(len(held), generator=torch.Generator().manual_seed(0))
+    reconstructions = ReconstructionCallback(held, held_masks, image_processor.image_mean, image_processor.image_std)
+    trainer.add_callback(reconstructions)
+
+    checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint:
+        logger.warning("Resuming from %s", checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+
+    # Outputs: weights + config (auto_map) + image processor, metrics, picture, model card.
+    trainer.save_model()
+    metrics = dict(train_result.metrics)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    metrics["final_loss"] = losses[-1] if losses else train_result.training_loss
+    if trainer.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    metrics["skipped_images"] = counter.value
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("all", metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        save_reconstructions(model, held, held_masks, image_processor.image_mean, image_processor.image_std,
+                             training_args.output_dir)
+        write_model_card(
+            training_args.output_dir,
+            model_name=training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir)),
+            summary=f"A2MIM masked image modeling pretraining of {model_description}. `reconstructions.png` shows "
+                    "original / masked input / reconstruction for held images.",
+            dataset=data_args.source_description,
+            training={
+                "model": model_description,
+                "backbone": config.backbone_config.model_type,
+                "image size": config.image_size,
+                "steps": trainer.state.global_step,
+                "global batch": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+                * training_args.world_size,
+                "learning rate": training_args.learning_rate,
+                "recipe": recipe_name if model_args.use_recipe_defaults else "none",
+                "mask ratio": config.mask_ratio,
+            },
+            metrics={k: v for k, v in metrics.items() if k in ("final_loss", "eval_loss", "skipped_images",
+                                                             "train_loss")},
+            datasets=[data_args.dataset_name] if data_args.dataset_name and not os.path.exists(
+                data_args.dataset_name) else None,
+            repo_or_path=training_args.hub_model_id or training_args.output_dir,
+        )
+        if push_to_hub:
+            pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
+                                     token=training_args.hub_token, private=training_args.hub_private_repo)
+            logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        if os.environ.get("A2MIM_TRACEBACK"):
+            raise
+        sys.exit(f"run_pretraining.py: error: {error}")
