@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.fashion_mnist_data import export_fashion_mnist  # noqa: E402
 from benchmarks.fashion_mnist_report import (  # noqa: E402
     compare,
+    headlines,
     markdown_comparisons,
     markdown_table,
     plot,
@@ -367,7 +368,8 @@ COMPARISONS = [
 
 
 def write_report(budget: Budget, methods: list[Method], records: list[dict], pretraining: list[dict],
-                 example_runs: list[Run], seconds: float, argv: list[str], note: str | None, results_dir: Path) -> None:
+                 example_runs: list[Run], missing: list[str], seconds: float, argv: list[str], note: str | None,
+                 results_dir: Path) -> None:
     protocols = [column for p in budget.protocols for column in p.columns.values()]
     names = [m.name for m in methods]
     summaries = summarize(records)
@@ -382,8 +384,8 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         f" training images; AdamW lr {budget.pretrain_learning_rate}, wd 0.05, 10% warmup, cosine; block mask "
         f"{VIT_MASK_PATCH_SIZE} px at 32 px (ViT) / 16 px at 64 px (ResNet), ratio 0.6; one pretraining seed (0).",
         f"- Fine-tuning (`run_finetuning.py`, no `--recipe`: AdamW + cosine): end to end, lr "
-        f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, RandomResizedCrop + "
-        "flip, the same for every method; "
+        f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, "
+        "RandomResizedCrop (scale 0.08-1) + flip, the same for every method; "
         + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if not p.probe)
         + ". Labelled subsets are drawn class-balanced with the fine-tuning seed.",
         "- Probes (`run_linear_probe.py`): frozen encoder, features = what the classifier head sees (ViT: the cls "
@@ -402,12 +404,17 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         f"Run {date} on {machine}; {seconds / 60:.0f} min in all. Command: `{command}`"
         + (f"\n\n{note}" if note else ""),
         "",
-        "Test top-1 (%), mean ± std over fine-tuning seeds; best of each column in bold.",
+        "Test top-1 (%), mean ± std over fine-tuning seeds (n = number of seeds where fewer than "
+        f"{len(budget.seeds)} finished); best of each column in bold.",
         "",
-        markdown_table(summaries, names, protocols, {m.name: m.description for m in methods}),
+        *([f"**Incomplete: {len(missing)} runs did not finish and are left out:** " + "; ".join(missing) + ".", ""]
+          if missing else []),
+        markdown_table(summaries, names, protocols, {m.name: m.description for m in methods}, len(budget.seeds)),
         "",
         "Verdicts: `better`/`worse` when the difference exceeds twice its standard error over seeds, else "
         "`no clear difference`.",
+        "",
+        *headlines(comparisons),
         "",
         markdown_comparisons(comparisons),
         "",
@@ -446,6 +453,7 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         "summary": {m: {p: asdict(s) for p, s in by_protocol.items()} for m, by_protocol in summaries.items()},
         "comparisons": comparisons,
         "pretraining": pretraining,
+        "missing_runs": missing,
         "runs": records,
     })
 
@@ -457,6 +465,8 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
     parser.add_argument("--methods", nargs="+", choices=[slug(m.name) for m in METHODS], metavar="NAME",
                         help=f"Only these methods (default: all of {', '.join(slug(m.name) for m in METHODS)}).")
+    parser.add_argument("--cached_only", action="store_true",
+                        help="Start no run: report the finished ones and list the missing ones in the md.")
     parser.add_argument("--note", help="A sentence for the md, e.g. about other load on the machine during the run.")
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
@@ -472,27 +482,33 @@ def main(argv=None):
     data = export_fashion_mnist(args.cache_dir / "data", budget.pretrain_images, budget.test_per_class)
     run_dir = args.cache_dir / budget.mode
 
-    # Pretraining first, then the evaluations of the encoders that need none, then the others as their
-    # pretraining finishes: the cores stay busy while the slow pretraining runs.
+    # Pretraining first, then the evaluations protocol by protocol (so that an interrupted run still has whole
+    # columns), within each the encoders that need no pretraining first, the others as their pretraining finishes.
     pretraining_runs = {m.name: pretraining_run(m, budget, data, run_dir) for m in methods if m.pretraining}
     checkpoints = {name: run.output_dir / "checkpoint" for name, run in pretraining_runs.items()}
     checkpoints.update({m.name: initial_checkpoints(m, run_dir)["encoder"] for m in methods if not m.pretraining})
     evaluation_runs, keys, after = [], [], {}
-    for method in sorted(methods, key=lambda m: m.pretraining is not None):
-        for protocol in budget.protocols:
+    for protocol in budget.protocols:
+        for method in sorted(methods, key=lambda m: m.pretraining is not None):
             for seed in budget.seeds:
                 run = evaluation_run(method, checkpoints[method.name], protocol, seed, budget, data, run_dir)
                 evaluation_runs.append(run)
                 keys.append({"method": method.name, "seed": seed})
                 if method.pretraining:
                     after[run.key] = pretraining_runs[method.name].key
-    results = run_all([*pretraining_runs.values(), *evaluation_runs], args.jobs, args.threads, after)
-    pretraining = [{"method": name, **result} for name, result in zip(pretraining_runs, results)]
+    runs = [*pretraining_runs.values(), *evaluation_runs]
+    if args.cached_only:
+        results = [run.cached_result() for run in runs]
+    else:
+        results = run_all(runs, args.jobs, args.threads, after)
+    missing = [run.key for run, result in zip(runs, results) if result is None]
+    pretraining = [{"method": name, **result} for name, result in zip(pretraining_runs, results) if result]
     records = [{**key, "protocol": column, "accuracy": accuracy, "seconds": r["seconds"]}
-               for key, r in zip(keys, results[len(pretraining_runs):]) for column, accuracy in r["accuracies"].items()]
-    example_runs = evaluation_runs[: len(budget.protocols) * len(budget.seeds) : len(budget.seeds)]
-    write_report(budget, methods, records, pretraining, example_runs, time.perf_counter() - start, argv, args.note,
-                 args.results_dir)
+               for key, r in zip(keys, results[len(pretraining_runs):]) if r
+               for column, accuracy in r["accuracies"].items()]
+    example_runs = evaluation_runs[:: len(methods) * len(budget.seeds)]
+    write_report(budget, methods, records, pretraining, example_runs, missing, time.perf_counter() - start, argv,
+                 args.note, args.results_dir)
     print((args.results_dir / "fashion_mnist.md").read_text())
 
 

@@ -26,6 +26,10 @@ class Summary:
     def __str__(self) -> str:
         return f"{self.mean:.1f} ± {self.std:.1f}"
 
+    def cell(self, expected_n: int) -> str:
+        """`str(self)`, with `(n=k)` appended when fewer than `expected_n` seeds finished."""
+        return str(self) + (f" (n={self.n})" if self.n < expected_n else "")
+
 
 def summarize(records: list[dict]) -> dict[str, dict[str, Summary]]:
     """`{method: {protocol: Summary}}` over the seeds of each (method, protocol)."""
@@ -63,7 +67,28 @@ def compare(summaries, pairs, protocols) -> list[dict]:
     return rows
 
 
-def markdown_table(summaries, methods: list[str], protocols: list[str], descriptions: dict[str, str]) -> str:
+def headlines(rows: list[dict]) -> list[str]:
+    """One sentence per (candidate, reference) pair: in how many protocols the candidate is better, worse, or not
+    clearly different, naming the protocols where it is not better."""
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        pairs.setdefault((row["candidate"], row["reference"]), []).append(row)
+    sentences = []
+    for (candidate, reference), group in pairs.items():
+        better = [r["protocol"] for r in group if r["verdict"] == "better"]
+        worse = [r["protocol"] for r in group if r["verdict"] == "worse"]
+        unclear = [r["protocol"] for r in group if r["verdict"] == "no clear difference"]
+        parts = [f"better in {len(better)} of {len(group)}"]
+        if worse:
+            parts.append(f"worse in {', '.join(worse)}")
+        if unclear:
+            parts.append(f"no clear difference in {', '.join(unclear)}")
+        sentences.append(f"- {candidate} vs {reference}: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def markdown_table(summaries, methods: list[str], protocols: list[str], descriptions: dict[str, str],
+                   expected_n: int = 1) -> str:
     """Methods as rows, protocols as columns, `mean ± std`; the best mean of every column in bold."""
     best = {p: max((summaries[m][p].mean for m in methods if p in summaries.get(m, {})), default=None)
             for p in protocols}
@@ -76,7 +101,7 @@ def markdown_table(summaries, methods: list[str], protocols: list[str], descript
             if summary is None:
                 cells.append("—")
             else:
-                cell = str(summary)
+                cell = summary.cell(expected_n)
                 cells.append(f"**{cell}**" if round(summary.mean, 1) == round(best[protocol], 1) else cell)
         lines.append(f"| {method} | {descriptions[method]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

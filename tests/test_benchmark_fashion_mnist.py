@@ -10,7 +10,15 @@ import torch
 from datasets import load_dataset
 
 from benchmarks.fashion_mnist_data import export_fashion_mnist
-from benchmarks.fashion_mnist_report import Summary, compare, markdown_table, plot, summarize, verdict
+from benchmarks.fashion_mnist_report import (
+    Summary,
+    compare,
+    headlines,
+    markdown_table,
+    plot,
+    summarize,
+    verdict,
+)
 from benchmarks.simmim_pretraining import PatchMaskCollator
 
 
@@ -69,7 +77,7 @@ def test_patch_mask_collator_upsamples_blocks_to_the_vit_patch_grid():
 def test_summary_is_percent_mean_and_sample_std():
     summary = Summary.of([0.80, 0.82, 0.84])
     assert summary.mean == pytest.approx(82.0) and summary.std == pytest.approx(2.0) and summary.n == 3
-    assert str(summary) == "82.0 ± 2.0"
+    assert str(summary) == "82.0 ± 2.0" and summary.cell(3) == "82.0 ± 2.0" and summary.cell(4) == "82.0 ± 2.0 (n=3)"
     assert Summary.of([0.5]).std == 0.0
 
 
@@ -93,6 +101,9 @@ def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
     rows = compare(summaries, [("A", "B"), ("C", "B")], ["p"])
     assert rows == [{"candidate": "A", "reference": "B", "protocol": "p",
                      "difference": pytest.approx(-8.0), "verdict": "worse"}]
+    assert headlines(rows + [{**rows[0], "protocol": "q", "verdict": "no clear difference"}]) == [
+        "- A vs B: better in 0 of 2; worse in p; no clear difference in q."
+    ]
     plot(summaries, ["A", "B"], ["p"], tmp_path / "plot.png", "title")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(rows)
