@@ -41,7 +41,7 @@ from modeling_a2mim.training.optimization import A2MIMTrainer  # noqa: E402
 
 @dataclass
 class SimMIMArguments:
-    model_name_or_path: str = field(metadata={"help": "A stock ViTModel checkpoint (folder) to start the encoder from."})
+    model_name_or_path: str = field(metadata={"help": "A stock ViTModel checkpoint (folder) to start the encoder at."})
     mask_patch_size: int = field(default=32, metadata={"help": "Side in pixels of one mask block."})
     mask_ratio: float = field(default=0.6, metadata={"help": "Fraction of blocks masked (ceil-based, as A2MIM)."})
 
