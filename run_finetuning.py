@@ -39,6 +39,9 @@ from modeling_a2mim.finetuning.transforms import (
 )
 from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
+from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
+from modeling_a2mim.training.cli import run_main
+from modeling_a2mim.training.hub import push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 
 logger = logging.getLogger(__name__)
@@ -78,19 +81,14 @@ def check_resolution(model, train_size: int, eval_size: int, native: int, from_c
         )
 
 
-def main():
-    parser = HfArgumentParser((ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, recipe_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses()
-    setup_logging(training_args)
-    training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
-    recipe = resolve_recipe(recipe_args, training_args, given_flags())
-    set_seed(training_args.seed)
-
-    hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
+def load_labelled_splits(data_args, training_args, hub_kwargs):
+    """`(train, eval or None, image column, label column, class names, raw label -> id map or None)`."""
     train_dataset, eval_dataset, image_column = prepare_splits(data_args, training_args.seed, **hub_kwargs)
+    if training_args.do_eval and eval_dataset is None:
+        raise ValueError(
+            "--do_eval needs an evaluation split: the data has no validation/test split; add --validation_split 0.1 "
+            "(or --validation_dir)."
+        )
     label_column, labels, label_map = resolve_label_column(
         train_dataset if training_args.do_train or eval_dataset is None else eval_dataset, data_args.label_column_name
     )
@@ -100,6 +98,49 @@ def main():
         train_dataset = samples_per_class(
             train_dataset, label_column, data_args.train_samples_per_class, training_args.seed, label_map
         )
+    return train_dataset, eval_dataset, image_column, label_column, labels, label_map
+
+
+def build_image_processing(model, checkpoint_processor, recipe, from_checkpoint: bool):
+    """`(training transform, evaluation image processor)` at the recipe's resolutions, else the checkpoint's.
+
+    The checkpoint's own image processor is kept for evaluation when the recipe asks for nothing else; it is the
+    one saved with the classifier, so `pipeline("image-classification")` preprocesses exactly as the evaluation.
+    """
+    native = native_image_size(model, checkpoint_processor)
+    train_size = recipe.train_image_size or native
+    eval_size = recipe.eval_image_size or recipe.train_image_size or native
+    check_resolution(model, train_size, eval_size, native, from_checkpoint)
+    mean, std = normalization(checkpoint_processor)
+    if checkpoint_processor is not None and eval_size == native and recipe.eval_crop_ratio is None:
+        image_processor = checkpoint_processor
+    else:
+        image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
+    train_transform = build_train_transform(
+        train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
+        random_erasing=recipe.random_erasing, scale=(recipe.min_crop_scale, 1.0),
+    )
+    return train_transform, image_processor
+
+
+def main():
+    parser = HfArgumentParser((ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, recipe_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses()
+    setup_logging(training_args)
+    training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
+    if push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base-fashion-mnist).")
+    recipe = resolve_recipe(recipe_args, training_args, given_flags())
+    set_seed(training_args.seed)
+
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
+    train_dataset, eval_dataset, image_column, label_column, labels, label_map = load_labelled_splits(
+        data_args, training_args, hub_kwargs
+    )
 
     model, checkpoint_processor = load_classifier(
         model_args.model_name_or_path,
@@ -116,36 +157,21 @@ def main():
             "evaluate a classifier fine-tuned on this label set (or add --do_train)."
         )
 
-    native = native_image_size(model, checkpoint_processor)
-    train_size = recipe.train_image_size or native
-    eval_size = recipe.eval_image_size or recipe.train_image_size or native
-    check_resolution(model, train_size, eval_size, native, model_args.model_preset is None)
-    mean, std = normalization(checkpoint_processor)
-    if checkpoint_processor is not None and eval_size == native and recipe.eval_crop_ratio is None:
-        image_processor = checkpoint_processor
-    else:
-        image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
-
+    if training_args.gradient_checkpointing and not model.supports_gradient_checkpointing:
+        raise ValueError(
+            f"{type(model).__name__} has no gradient checkpointing in transformers; drop --gradient_checkpointing and "
+            "lower --per_device_train_batch_size with a higher --gradient_accumulation_steps instead."
+        )
+    train_transform, image_processor = build_image_processing(
+        model, checkpoint_processor, recipe, from_checkpoint=model_args.model_preset is None
+    )
     counter = SkippedImageCounter()
     if training_args.do_train:
-        train_transform = build_train_transform(
-            train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
-            random_erasing=recipe.random_erasing,
-        )
-        train_dataset = with_transform(
-            train_dataset, ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map),
-            data_args.streaming,
-        )
+        transform = ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map)
+        train_dataset = with_transform(train_dataset, transform, data_args.streaming)
     if training_args.do_eval:
-        if eval_dataset is None:
-            raise ValueError(
-                "--do_eval needs an evaluation split: the data has no validation/test split; add "
-                "--validation_split 0.1 (or --validation_dir)."
-            )
-        eval_dataset = with_transform(
-            eval_dataset, ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map),
-            data_args.streaming,
-        )
+        transform = ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map)
+        eval_dataset = with_transform(eval_dataset, transform, data_args.streaming)
 
     mixing = None
     if recipe.mixup_alpha or recipe.cutmix_alpha:
@@ -170,7 +196,10 @@ def main():
 
     all_metrics = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+        if checkpoint:
+            logger.info("Resuming from %s (an EMA restarts from the resumed weights)", checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         metrics = {**train_result.metrics, "skipped_images": counter.value}
         trainer.log_metrics("train", metrics)
@@ -186,13 +215,16 @@ def main():
 
     if training_args.do_train and trainer.is_world_process_zero():
         write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__)
-        if training_args.push_to_hub:
-            trainer.push_to_hub(commit_message=f"Fine-tuned with recipe {recipe.name}")
+        if push_to_hub:
+            pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
+                                     token=training_args.hub_token, private=training_args.hub_private_repo,
+                                     commit_message=f"Fine-tuned with recipe {recipe.name}")
+            logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
 
 
 def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str) -> None:
     """`README.md` next to the classifier: data, starting point, effective recipe and final metrics."""
-    start = model_args.model_name_or_path or f"from scratch ({model_args.model_preset})"
+    start = model_args.model_name_or_path or f"random weights (the {model_args.model_preset} preset, from scratch)"
     training = {
         "architecture": architecture,
         "initialization": start,
@@ -206,8 +238,9 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
     write_model_card(
         training_args.output_dir,
         model_name=os.path.basename(os.path.normpath(training_args.hub_model_id or training_args.output_dir)),
-        summary=f"An image classifier fine-tuned from {start} on {data_args.source_description} with `run_finetuning.py` "
-        "of the A2MIM reference implementation. It is a stock transformers checkpoint: no A2MIM code is needed.",
+        summary=f"An image classifier trained from {start} on {data_args.source_description} with "
+        "`run_finetuning.py` of the A2MIM reference implementation. It is a stock transformers checkpoint: "
+        "`pipeline('image-classification', model=...)` loads it without the A2MIM package.",
         dataset=data_args.source_description,
         training=training,
         metrics={key: value for key, value in metrics.items() if key.startswith("eval_") or key == "train_loss"},
@@ -220,4 +253,4 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "run_finetuning.py")

@@ -25,6 +25,7 @@ from modeling_a2mim.finetuning.transforms import (
     collate_classification,
 )
 from modeling_a2mim.training.arguments import prepare_splits
+from modeling_a2mim.training.cli import run_main
 from modeling_a2mim.training.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -101,4 +102,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "run_linear_probe.py")

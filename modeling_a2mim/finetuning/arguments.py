@@ -63,6 +63,9 @@ class RecipeArguments:
         default=None, metadata={"help": "RandAugment magnitude (2 ops per image; 0 disables)."}
     )
     random_erasing: float | None = field(default=None, metadata={"help": "RandomErasing probability (0 disables)."})
+    min_crop_scale: float | None = field(
+        default=None, metadata={"help": "Smallest area fraction of RandomResizedCrop (0.08 in the recipes)."}
+    )
     layer_decay: float | None = field(default=None, metadata={"help": "Layer-wise lr decay (1 disables)."})
     drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (BEiT encoders)."})
     ema_decay: float | None = field(
@@ -99,7 +102,9 @@ def given_flags(argv: list[str] | None = None) -> set[str]:
     return {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
 
 
-def resolve_recipe(recipe_args: RecipeArguments, training_args: TrainingArguments, given: set[str]) -> FinetuningRecipe:
+def resolve_recipe(
+    recipe_args: RecipeArguments, training_args: TrainingArguments, given: set[str]
+) -> FinetuningRecipe:
     """The recipe with the user's overrides applied; also sets the TrainingArguments the user did not give.
 
     Returns the effective recipe (its `learning_rate` is the one used). Learning rate: the user's `--learning_rate`,

@@ -22,7 +22,9 @@ def num_blocks(model: nn.Module) -> int:
         return config.num_hidden_layers
     if config.model_type == "resnet":
         return len(config.depths)
-    raise ValueError(f"Layer-wise lr decay supports BEiT, ViT and ResNet models, not model_type={config.model_type!r}.")
+    raise ValueError(
+        f"Layer-wise lr decay supports BEiT, ViT and ResNet models, not model_type={config.model_type!r}."
+    )
 
 
 def parameter_depth(name: str, blocks: int) -> int:

@@ -5,7 +5,7 @@ recipes' own papers: RSB = Wightman et al. 2021, "ResNet strikes back" (A2: LAMB
 0.05); BEiT = Bao et al. 2022 (EMA decay 0.9999, test crop 0.875).
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class FinetuningRecipe:
     cutmix_alpha: float = 0.0
     rand_augment_magnitude: int | None = None
     random_erasing: float = 0.0
+    min_crop_scale: float = 0.08  # RandomResizedCrop keeps between this fraction of the image area and all of it
     layer_decay: float | None = None
     drop_path_rate: float | None = None
     ema_decay: float | None = None
@@ -39,70 +40,65 @@ class FinetuningRecipe:
         return asdict(self)
 
 
-RECIPES = {
-    "rsb-a3": FinetuningRecipe(
-        name="rsb-a3",
-        description="ResNet strikes back A3: 100 epochs at 160 px (test 224 px), LAMB, BCE, mixup/cutmix",
-        num_train_epochs=100,
-        optimizer="lamb",
-        learning_rate=8e-3,
-        reference_batch_size=2048,
-        lr_scaling="sqrt",
-        weight_decay=0.02,
-        warmup_ratio=5 / 100,
-        loss="bce",
-        mixup_alpha=0.1,
-        cutmix_alpha=1.0,
-        rand_augment_magnitude=6,
-        drop_path_rate=0.0,
-        train_image_size=160,
-        eval_image_size=224,
-        eval_crop_ratio=0.95,
-    ),
-    "rsb-a2": FinetuningRecipe(
-        name="rsb-a2",
-        description="ResNet strikes back A2: 300 epochs at 224 px, LAMB, BCE, mixup/cutmix",
-        num_train_epochs=300,
-        optimizer="lamb",
-        learning_rate=5e-3,
-        reference_batch_size=2048,
-        lr_scaling="sqrt",
-        weight_decay=0.02,
-        warmup_ratio=5 / 300,
-        loss="bce",
-        mixup_alpha=0.1,
-        cutmix_alpha=1.0,
-        rand_augment_magnitude=7,
-        drop_path_rate=0.05,
-        train_image_size=224,
-        eval_image_size=224,
-        eval_crop_ratio=0.95,
-    ),
-    "beit-ft": FinetuningRecipe(
-        name="beit-ft",
-        description="BEiT/SimMIM ViT fine-tuning: 100 epochs at 224 px, AdamW, layer-wise lr decay, EMA",
-        num_train_epochs=100,
-        optimizer="adamw",
-        learning_rate=1e-2,
-        reference_batch_size=1024,
-        lr_scaling="linear",
-        weight_decay=0.05,
-        warmup_ratio=20 / 100,
-        loss="cross_entropy",
-        label_smoothing=0.1,
-        mixup_alpha=0.8,
-        cutmix_alpha=1.0,
-        rand_augment_magnitude=9,
-        random_erasing=0.25,
-        layer_decay=0.65,
-        drop_path_rate=0.1,
-        ema_decay=0.9999,
-        max_grad_norm=0.0,
-        train_image_size=224,
-        eval_image_size=224,
-        eval_crop_ratio=0.875,
-    ),
-}
+RSB_A3 = FinetuningRecipe(
+    name="rsb-a3",
+    description="ResNet strikes back A3: 100 epochs at 160 px (test 224 px), LAMB, BCE, mixup/cutmix",
+    num_train_epochs=100,
+    optimizer="lamb",
+    learning_rate=8e-3,
+    reference_batch_size=2048,
+    lr_scaling="sqrt",
+    weight_decay=0.02,
+    warmup_ratio=5 / 100,
+    loss="bce",
+    mixup_alpha=0.1,
+    cutmix_alpha=1.0,
+    rand_augment_magnitude=6,
+    drop_path_rate=0.0,
+    train_image_size=160,
+    eval_image_size=224,
+    eval_crop_ratio=0.95,
+)
+
+BEIT_FT = FinetuningRecipe(
+    name="beit-ft",
+    description="BEiT/SimMIM ViT fine-tuning: 100 epochs at 224 px, AdamW, layer-wise lr decay, EMA",
+    num_train_epochs=100,
+    optimizer="adamw",
+    learning_rate=1e-2,
+    reference_batch_size=1024,
+    lr_scaling="linear",
+    weight_decay=0.05,
+    warmup_ratio=20 / 100,
+    loss="cross_entropy",
+    label_smoothing=0.1,
+    mixup_alpha=0.8,
+    cutmix_alpha=1.0,
+    rand_augment_magnitude=9,
+    random_erasing=0.25,
+    layer_decay=0.65,
+    drop_path_rate=0.1,
+    ema_decay=0.9999,
+    max_grad_norm=0.0,
+    train_image_size=224,
+    eval_image_size=224,
+    eval_crop_ratio=0.875,
+)
+
+# RSB A2 is A3 for longer, at full resolution, with a lower learning rate and stronger regularization.
+RSB_A2 = replace(
+    RSB_A3,
+    name="rsb-a2",
+    description="ResNet strikes back A2: 300 epochs at 224 px, LAMB, BCE, mixup/cutmix",
+    num_train_epochs=300,
+    learning_rate=5e-3,
+    warmup_ratio=5 / 300,
+    rand_augment_magnitude=7,
+    drop_path_rate=0.05,
+    train_image_size=224,
+)
+
+RECIPES = {"rsb-a3": RSB_A3, "rsb-a2": RSB_A2, "beit-ft": BEIT_FT}
 
 # Without --recipe: a plain AdamW + cosine fine-tune at the checkpoint's resolution (no mixing, no EMA).
 PLAIN = FinetuningRecipe(

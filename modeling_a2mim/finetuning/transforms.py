@@ -48,16 +48,18 @@ def build_eval_image_processor(image_size: int, mean, std, crop_ratio: float | N
         return ConvNextImageProcessor(
             size={"shortest_edge": image_size}, crop_pct=crop_ratio, image_mean=list(mean), image_std=list(std)
         )
-    return ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std))
+    return ViTImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std)
+    )
 
 
 def image_processor_size(image_processor) -> int | None:
     """The square input side an image processor produces, or `None` if it does not say."""
     size = image_processor.crop_size if getattr(image_processor, "do_center_crop", False) else image_processor.size
-    size = dict(size.items()) if hasattr(size, "items") else {}
     for key in ("height", "shortest_edge"):
-        if size.get(key):
-            return int(size[key])
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)  # dict or SizeDict
+        if value:
+            return int(value)
     return None
 
 
@@ -85,7 +87,11 @@ class ClassificationBatchTransform:
         else:
             transformed = (self.transform(image) for image in readable)
         pixel_values = [None if image is None else next(transformed) for image in images]
-        labels = [self.label_map[label] if self.label_map is not None else int(label) for label in batch[self.label_column]]
+        raw_labels = batch[self.label_column]
+        if self.label_map is not None:
+            labels = [self.label_map[label] for label in raw_labels]
+        else:
+            labels = [int(label) for label in raw_labels]
         return {"pixel_values": pixel_values, "labels": labels}
 
 

@@ -1,0 +1,251 @@
+"""Fine-tuning building blocks: layer-wise lr decay groups, MixUp/CutMix targets, losses, metrics, recipes, labels."""
+
+import io
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import ClassLabel, Dataset, Features, Value
+from timm.optim import Lamb
+from transformers import (
+    BeitConfig,
+    BeitForImageClassification,
+    BeitImageProcessor,
+    ResNetConfig,
+    ResNetForImageClassification,
+    TrainingArguments,
+)
+from transformers.trainer_utils import EvalPrediction
+
+from modeling_a2mim.data import SkippedImageCounter
+from modeling_a2mim.finetuning.arguments import RecipeArguments, given_flags, resolve_recipe
+from modeling_a2mim.finetuning.ema import EMACallback
+from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
+from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
+from modeling_a2mim.finetuning.metrics import LOCAL_ACCURACY, AccuracyMetrics, load_accuracy_metric, top_k_hits
+from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
+from modeling_a2mim.finetuning.models import load_classifier, native_image_size
+from modeling_a2mim.finetuning.probe import knn_predict
+from modeling_a2mim.finetuning.recipes import RECIPES
+from modeling_a2mim.finetuning.trainer import FinetuningTrainer
+from modeling_a2mim.finetuning.transforms import (
+    ClassificationBatchTransform,
+    build_eval_image_processor,
+    build_train_transform,
+    collate_classification,
+    image_processor_size,
+)
+from modeling_a2mim.training.optimization import build_parameter_groups
+
+
+def tiny_beit_classifier(num_labels=3):
+    config = BeitConfig(
+        hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, patch_size=4, image_size=16,
+        use_mean_pooling=True, use_relative_position_bias=True, use_absolute_position_embeddings=True,
+        layer_scale_init_value=0.1, num_labels=num_labels,
+    )
+    return BeitForImageClassification(config)
+
+
+def groups_by_name(groups):
+    return {name: group for group in groups for name in group["param_names"]}
+
+
+# ----- layer-wise lr decay ------------------------------------------------------------------------------------------
+def test_layer_decay_groups_for_beit():
+    model, decay = tiny_beit_classifier(), 0.5
+    groups = groups_by_name(build_parameter_groups(model, 1.0, 0.05, layer_decay_multiplier(model, decay)))
+    assert set(groups) == {name for name, _ in model.named_parameters()}
+    # 3 blocks: embeddings 0.5^4, block i 0.5^(3 - i), final norm and head 1.
+    assert groups["beit.embeddings.patch_embeddings.projection.weight"]["lr"] == decay**4
+    assert groups["beit.embeddings.cls_token"]["lr"] == decay**4
+    for block in range(3):
+        assert groups[f"beit.layers.{block}.mlp.fc1.weight"]["lr"] == decay ** (3 - block)
+        assert groups[f"beit.layers.{block}.relative_position_bias.relative_position_bias_table"]["lr"] == decay ** (
+            3 - block
+        )
+    assert groups["beit.pooler.layernorm.weight"]["lr"] == 1.0 and groups["classifier.weight"]["lr"] == 1.0
+    no_decay = [
+        "beit.embeddings.cls_token", "beit.embeddings.position_embeddings", "beit.layers.1.lambda_1",
+        "beit.layers.1.layernorm_before.weight", "beit.layers.1.attention.q_proj.bias", "classifier.bias",
+        "beit.layers.2.relative_position_bias.relative_position_bias_table", "beit.pooler.layernorm.bias",
+    ]
+    assert all(groups[name]["weight_decay"] == 0.0 for name in no_decay)
+    assert groups["beit.layers.1.attention.q_proj.weight"]["weight_decay"] == 0.05
+    assert groups["classifier.weight"]["weight_decay"] == 0.05
+
+
+def test_layer_decay_groups_for_resnet_stages():
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=3)
+    model = ResNetForImageClassification(config)
+    groups = groups_by_name(build_parameter_groups(model, 2.0, 0.1, layer_decay_multiplier(model, 0.5)))
+    assert groups["resnet.embedder.embedder.convolution.weight"]["lr"] == 2.0 * 0.5**3
+    assert groups["resnet.encoder.stages.0.layers.0.layer.0.convolution.weight"]["lr"] == 2.0 * 0.5**2
+    assert groups["resnet.encoder.stages.1.layers.0.shortcut.convolution.weight"]["lr"] == 2.0 * 0.5
+    assert groups["classifier.1.weight"]["lr"] == 2.0
+    assert groups["resnet.encoder.stages.1.layers.0.layer.0.normalization.weight"]["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="--layer_decay=1.5 must lie in"):
+        layer_decay_multiplier(model, 1.5)
+
+
+# ----- mixing and losses --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mixup, cutmix", [(0.8, 1.0), (0.1, 0.0), (0.0, 1.0)])
+def test_mixup_cutmix_targets_are_distributions(mixup, cutmix):
+    mixing = BatchMixing(num_classes=5, mixup_alpha=mixup, cutmix_alpha=cutmix)
+    images, labels = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0])
+    for _ in range(5):
+        mixed, targets = mixing(images, labels)
+        assert mixed.shape == images.shape and targets.shape == (6, 5)
+        assert torch.allclose(targets.sum(dim=1), torch.ones(6)) and (targets >= 0).all()
+        # each row mixes its own label with the label of the rolled batch
+        assert (targets.argmax(1) == labels).logical_or(targets.argmax(1) == labels.roll(1)).all()
+    with pytest.raises(ValueError, match="mixup_alpha > 0 or cutmix_alpha > 0"):
+        BatchMixing(5)
+
+
+def test_losses_match_torch_on_hard_and_soft_targets():
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 2])
+    one_hot = F.one_hot(labels, 3).float()
+    assert torch.allclose(ClassificationLoss("cross_entropy", 0.1)(logits, labels),
+                          F.cross_entropy(logits, labels, label_smoothing=0.1))
+    assert torch.allclose(ClassificationLoss("bce")(logits, labels),
+                          F.binary_cross_entropy_with_logits(logits, one_hot))
+    smoothed = one_hot * 0.9 + 0.1 / 3
+    assert torch.allclose(ClassificationLoss("bce", 0.1)(logits, one_hot),
+                          F.binary_cross_entropy_with_logits(logits, smoothed))
+    with pytest.raises(ValueError, match="Unknown loss 'mse'"):
+        ClassificationLoss("mse")
+
+
+# ----- metrics ------------------------------------------------------------------------------------------------------
+def test_offline_metric_equals_numpy_top1_and_top5():
+    metric = load_accuracy_metric()  # the tests run with HF_HUB_OFFLINE=1: the Hub load fails and the copy is used
+    assert LOCAL_ACCURACY.endswith("accuracy")
+    rng = np.random.default_rng(0)
+    logits, references = rng.normal(size=(50, 8)), rng.integers(0, 8, 50)
+    results = AccuracyMetrics(metric)(EvalPrediction(predictions=logits, label_ids=references))
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    assert results["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == references))
+    assert results["top5_accuracy"] == pytest.approx(np.mean((top5 == references[:, None]).any(1)))
+    weights = rng.random(50)
+    weighted = metric.compute(predictions=logits.argmax(1), references=references, sample_weight=weights)
+    assert weighted["accuracy"] == pytest.approx(np.average(logits.argmax(1) == references, weights=weights))
+
+
+def test_top_k_hits_keeps_the_reference_when_it_is_in_the_top_k():
+    logits = np.array([[0.1, 0.5, 0.4], [0.9, 0.04, 0.06]])
+    assert top_k_hits(logits, np.array([2, 1]), k=2).tolist() == [2, 0]
+
+
+# ----- recipes ------------------------------------------------------------------------------------------------------
+def test_recipe_fills_only_the_flags_not_given(tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=64, weight_decay=0.3,
+                             report_to="none", use_cpu=True)
+    recipe = resolve_recipe(RecipeArguments(recipe="rsb-a3", mixup_alpha=0.5), args,
+                            given_flags(["--weight_decay", "0.3", "--per_device_train_batch_size=64"]))
+    assert recipe.optimizer == "lamb" and recipe.loss == "bce" and recipe.mixup_alpha == 0.5
+    assert args.weight_decay == 0.3 and recipe.weight_decay == 0.3  # given: kept
+    assert args.num_train_epochs == 100 and args.warmup_steps == pytest.approx(0.05)
+    assert args.learning_rate == pytest.approx(8e-3 * (64 / 2048) ** 0.5)  # LAMB: sqrt scaling from batch 2048
+    assert (recipe.train_image_size, recipe.eval_image_size, recipe.eval_crop_ratio) == (160, 224, 0.95)
+    assert args.lr_scheduler_type == "cosine"
+
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, report_to="none", use_cpu=True)
+    recipe = resolve_recipe(RecipeArguments(recipe="beit-ft"), args, {"learning_rate"})
+    assert args.learning_rate == 1e-3 and args.label_smoothing_factor == 0.1
+    assert (recipe.layer_decay, recipe.ema_decay, recipe.random_erasing) == (0.65, 0.9999, 0.25)
+    with pytest.raises(ValueError, match="Known recipes: rsb-a3, rsb-a2, beit-ft"):
+        resolve_recipe(RecipeArguments(recipe="rsb-a1"), args, set())
+    assert RECIPES["rsb-a2"].num_train_epochs == 300
+
+
+# ----- labels -------------------------------------------------------------------------------------------------------
+def test_label_column_errors_list_the_columns():
+    features = Features({"image": Value("string"), "label": ClassLabel(names=["a", "b"]), "score": Value("int64")})
+    dataset = Dataset.from_dict({"image": ["x", "y"], "label": [0, 1], "score": [3, 4]}, features=features)
+    assert resolve_label_column(dataset) == ("label", ["a", "b"], None)
+    with pytest.raises(ValueError, match=r"'kind' is not a column\. Columns: image \(Value\), label \(ClassLabel\)"):
+        resolve_label_column(dataset, "kind")
+    with pytest.raises(ValueError, match=r"Label column 'score' is .*not a class label\. Columns: image"):
+        resolve_label_column(dataset, "score")
+    strings = Dataset.from_dict({"image": ["x", "y", "z"], "species": ["dog", "cat", "dog"]})
+    assert resolve_label_column(strings, "species") == ("species", ["cat", "dog"], {"cat": 0, "dog": 1})
+
+
+def test_samples_per_class_is_balanced_and_seeded():
+    dataset = Dataset.from_dict({"label": [0, 1, 2] * 10 + [0] * 5})
+    subset = samples_per_class(dataset, "label", 4, seed=1)
+    assert np.bincount(subset["label"]).tolist() == [4, 4, 4]
+    assert samples_per_class(dataset, "label", 4, seed=1)["label"] == subset["label"]
+    with pytest.raises(ValueError, match=r"fewer training images .*\{1: 10, 2: 10\}"):
+        samples_per_class(dataset, "label", 12, seed=0)
+
+
+# ----- transforms, EMA, optimizer, probes --------------------------------------------------------------------------
+def test_train_transform_and_eval_processor_sizes():
+    image = PIL.Image.new("RGB", (40, 30), (128, 128, 128))
+    out = build_train_transform(24, [0.5] * 3, [0.5] * 3, rand_augment_magnitude=9, random_erasing=1.0)(image)
+    assert out.shape == (3, 24, 24) and (out == 0).any()  # random erasing with p=1 writes zeros
+    crop = build_eval_image_processor(16, [0.5] * 3, [0.5] * 3, crop_ratio=0.5)
+    assert crop(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 16, 16)
+    assert crop.crop_pct == 0.5 and crop.size["shortest_edge"] == 16
+    assert image_processor_size(crop) == 16
+    assert image_processor_size(build_eval_image_processor(24, [0.5] * 3, [0.5] * 3)) == 24
+    center_crop = BeitImageProcessor(size={"height": 40, "width": 40}, do_center_crop=True, crop_size=32)
+    assert image_processor_size(center_crop) == 32
+
+
+@pytest.mark.parametrize("preset, size", [("resnet-micro", 64), ("vit-micro", 32)])
+def test_presets_train_at_their_resolution(preset, size):
+    model, processor = load_classifier(model_preset=preset, labels=["a", "b"])
+    assert native_image_size(model, processor) == size
+
+
+def test_ema_callback_averages_and_installs_weights(tmp_path):
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    callback = EMACallback(decay=0.5)
+    callback.on_train_begin(None, None, None, model=model)
+    for value in (1.0, 3.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        callback.on_step_end(None, None, None, model=model)
+    callback.on_train_end(None, None, None, model=model)
+    # AveragedModel starts the average at the first update: 1, then 0.5 * 1 + 0.5 * 3.
+    assert torch.allclose(model.weight, torch.full((1, 2), 2.0))
+
+
+def test_lamb_optimizer_on_recipe_groups(tmp_path):
+    model = tiny_beit_classifier()
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=0.1, weight_decay=0.02, report_to="none",
+                             use_cpu=True)
+    trainer = FinetuningTrainer(model=model, args=args, loss_function=ClassificationLoss("bce"),
+                                optimizer_name="lamb", lr_multiplier=layer_decay_multiplier(model, 0.5))
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, Lamb)
+    expected = [0.1 * 0.5**k for k in range(4, -1, -1)]
+    assert sorted({group["lr"] for group in optimizer.param_groups}) == pytest.approx(expected)
+
+
+def test_knn_with_the_training_set_as_queries_is_exact():
+    features = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
+    labels = np.arange(30) % 3
+    assert (knn_predict(features, labels, features, num_classes=3, k=1) == labels).all()
+
+
+def test_batch_transform_maps_string_labels_and_drops_unreadable_images():
+    buffer = io.BytesIO()
+    PIL.Image.new("L", (10, 12), 200).save(buffer, "PNG")
+    good = {"bytes": buffer.getvalue(), "path": None}
+    counter = SkippedImageCounter()
+    processor = build_eval_image_processor(8, [0.5] * 3, [0.5] * 3)
+    transform = ClassificationBatchTransform("img", "kind", processor, counter, label_map={"cat": 0, "dog": 1})
+    out = transform({"img": [good, {"bytes": b"junk", "path": "x.png"}, good], "kind": ["dog", "cat", "cat"]})
+    assert out["labels"] == [1, 0, 0] and out["pixel_values"][1] is None and counter.value == 1
+    examples = [{"pixel_values": p, "labels": y} for p, y in zip(out["pixel_values"], out["labels"])]
+    batch = collate_classification(examples)
+    assert batch["pixel_values"].shape == (2, 3, 8, 8) and batch["labels"].tolist() == [1, 0]
+    with pytest.raises(ValueError, match="Every image of a batch failed to decode"):
+        collate_classification([{"pixel_values": None, "labels": 0}])
