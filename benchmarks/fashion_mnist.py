@@ -128,6 +128,7 @@ class Budget:
     pretrain_learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-3
     finetune_batch_size: int = 64
+    finetune_min_crop_scale: float = 0.5  # RandomResizedCrop area; the recipes' ImageNet 0.08 wipes out 28 px images
 
     @property
     def pretrain_images_seen(self) -> int:
@@ -328,6 +329,7 @@ def evaluation_run(method: Method, checkpoint: Path, protocol: Protocol, seed: i
             "--learning_rate", str(budget.finetune_learning_rate),
             "--weight_decay", "0.05",
             "--warmup_steps", "0.1",
+            "--min_crop_scale", str(budget.finetune_min_crop_scale),
             "--do_train", "--do_eval",
             "--eval_strategy", "no",
             "--save_strategy", "no",
@@ -396,7 +398,7 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         "all methods of a family start from the same random encoder weights (the random-init rows).",
         f"- Fine-tuning (`run_finetuning.py`, no `--recipe`: AdamW + cosine): end to end, lr "
         f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, "
-        "RandomResizedCrop (scale 0.08-1) + flip, the same for every method; "
+        f"RandomResizedCrop (scale {budget.finetune_min_crop_scale}-1) + flip, the same for every method; "
         + "; ".join(f"{p.name}: {p.epochs} epoch(s)" for p in budget.protocols if not p.probe)
         + ". Labelled subsets are drawn class-balanced with the fine-tuning seed.",
         "- Probes (`run_linear_probe.py`): frozen encoder, features = what the classifier head sees (ViT: the cls "
