@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -89,7 +90,10 @@ METHODS = [
     Method("ViT A2MIM", "ViT 96x4, A2MIM (L1 + 0.1 freq, mean fill)", "vit", "a2mim"),
     Method("ViT A2MIM w/o freq loss", "ablation: frequency_loss_weight=0", "vit", "a2mim",
            overrides={"frequency_loss_weight": 0.0}),
-    Method("ViT A2MIM w/o mean fill", "ablation: mean_fill=False", "vit", "a2mim", overrides={"mean_fill": False}),
+    # Without mean fill the masked pixels must still be hidden: the mask token replaces their patch embeddings (with
+    # the default residual token, x + t*m, the encoder would see them and the task would become copying).
+    Method("ViT A2MIM w/o mean fill", "ablation: mean_fill=False, token replaces masked patches", "vit", "a2mim",
+           overrides={"mean_fill": False, "mask_token_mode": "replace"}),
     Method("ResNet random init", "resnet-micro, 64 px, no pretraining", "resnet", None, preset="resnet-micro"),
     Method("ResNet A2MIM", "resnet-micro, 64 px, A2MIM (focal L1 + 0.5 freq)", "resnet", "a2mim",
            preset="resnet-micro"),
@@ -172,6 +176,7 @@ class Run:
     command: list[str]
     output_dir: Path
     read_result: object  # callable(output_dir) -> dict
+    invalidates: Path | None = None  # cached runs that used this run's output; removed when this run (re)runs
 
     def cached_result(self) -> dict | None:
         """The result of an earlier run of exactly this command, if it finished."""
@@ -187,6 +192,8 @@ class Run:
         if cached is not None:
             print(f"[reuse] {self.key}", flush=True)
             return cached
+        if self.invalidates is not None:
+            shutil.rmtree(self.invalidates, ignore_errors=True)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         environment = {
             **os.environ,
@@ -295,7 +302,8 @@ def pretraining_run(method: Method, budget: Budget, data: dict[str, Path], run_d
         if method.overrides:
             overrides = ",".join(f"{key}={json.dumps(value)}" for key, value in method.overrides.items())
             command += ["--config_overrides", overrides]
-    return Run(f"pretrain {method.name}", command, output_dir, read_result=read_pretraining_result)
+    return Run(f"pretrain {method.name}", command, output_dir, read_result=read_pretraining_result,
+               invalidates=evaluation_dir(method, run_dir))
 
 
 def read_pretraining_result(output_dir: Path) -> dict:
@@ -303,11 +311,15 @@ def read_pretraining_result(output_dir: Path) -> dict:
     return {"checkpoint": str(output_dir / "checkpoint"), "train_loss": metrics.get("train_loss")}
 
 
+def evaluation_dir(method: Method, run_dir: Path) -> Path:
+    return run_dir / "evaluate" / slug(method.name)
+
+
 def evaluation_run(method: Method, checkpoint: Path, protocol: Protocol, seed: int, budget: Budget,
                    data: dict[str, Path], run_dir: Path) -> Run:
     """Fine-tune or probe `checkpoint` under `protocol` with `seed` (which also draws the label subset); the result
     maps each of `protocol.columns` to its test top-1."""
-    output_dir = run_dir / "evaluate" / slug(method.name) / slug(protocol.name + (" probe" if protocol.probe else ""))
+    output_dir = evaluation_dir(method, run_dir) / slug(protocol.name + (" probe" if protocol.probe else ""))
     output_dir = output_dir / f"seed{seed}"
     common = [
         "--model_name_or_path", str(checkpoint),

@@ -123,7 +123,7 @@ def plot(summaries, methods: list[str], protocols: list[str], path: Path, title:
     import matplotlib.pyplot as plt
 
     width = 0.8 / len(methods)
-    figure, axis = plt.subplots(figsize=(max(8, 1.6 * len(protocols) * len(methods) / 3), 4.5))
+    figure, axis = plt.subplots(figsize=(max(8, 1.6 * len(protocols) * len(methods) / 3), 5.5))
     colors = plt.get_cmap("tab10")
     all_means = []
     for index, method in enumerate(methods):
@@ -141,7 +141,7 @@ def plot(summaries, methods: list[str], protocols: list[str], path: Path, title:
     if all_means:
         axis.set_ylim(max(0, min(all_means) - 10), min(100, max(all_means) + 5))
     axis.set_title(title)
-    axis.legend(fontsize=8, ncol=2, loc="lower right")
+    axis.legend(fontsize=8, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -136,6 +136,12 @@ def test_runs_respect_dependencies_and_are_reused_when_the_command_is_unchanged(
     assert run_all([first], jobs=1, threads=1, after={})[0]["text"] == "a"  # reused: not run again
     assert log.read_text() == "ab"
 
+    # A rerun (changed command) of `first` removes the cached runs that used its output.
+    first.invalidates = second.output_dir
+    first.command = first.command + ["--changed"]
+    run_all([first], jobs=1, threads=1, after={})
+    assert log.read_text() == "aba" and not second.output_dir.exists()
+
 
 def test_failed_runs_are_listed_with_their_log_after_the_others_finish(tmp_path):
     from benchmarks.fashion_mnist import run_all
