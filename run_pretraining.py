@@ -92,6 +92,10 @@ def parse_arguments(argv: list[str]):
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
         explicit = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    training_args = parsed[2]
+    if "dataloader_num_workers" not in explicit and torch.cuda.is_available() and not training_args.use_cpu:
+        # One process decodes a few hundred images/s: enough for a CPU step, too few to feed a GPU.
+        training_args.dataloader_num_workers = min(8, os.cpu_count() or 1)
     return (*parsed, explicit)
 
 

@@ -51,9 +51,9 @@ class FocalFrequencyLoss(nn.Module):
             mix = 0.5 * prediction.detach() + 0.5 * target
             keep = pixel_mask + (1 - pixel_mask) * self.unmask_weight
             blended = prediction * keep + mix * (1 - keep)
-            spectrum_blended = torch.fft.fft2(blended, norm="ortho").mean(dim=0)
-            spectrum_target = torch.fft.fft2(target, norm="ortho").mean(dim=0)
-            difference = spectrum_blended - spectrum_target
+            # The FFT is linear, so mean_b F(blended) - mean_b F(target) = F(mean_b(blended - target)): one
+            # (C, H, W) transform instead of two (B, C, H, W) ones, the same loss and gradient.
+            difference = torch.fft.fft2((blended - target).mean(dim=0), norm="ortho")
             squared_distance = difference.real**2 + difference.imag**2
             with torch.no_grad():
                 log_distance = torch.log1p(squared_distance.sqrt())

@@ -70,6 +70,11 @@ class A2MIMMaskedImageModelingOutput(MaskedImageModelingOutput):
     frequency_loss: torch.FloatTensor | None = None
 
 
+def imagenet_image_processor(size: int) -> ViTImageProcessor:
+    """`ViTImageProcessor` resizing to `size` x `size` and normalizing with the ImageNet mean/std."""
+    return ViTImageProcessor(size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+
+
 def build_encoder(backbone_config) -> PreTrainedModel:
     """The stock transformers encoder for `backbone_config`."""
     if backbone_config.model_type == "beit":
@@ -136,10 +141,7 @@ class A2MIMPreTrainedModel(PreTrainedModel):
         encoder.load_state_dict(state_dict, strict=True)
         encoder.save_pretrained(save_directory, **kwargs)
         if image_processor is None:
-            size = self.config.image_size
-            image_processor = ViTImageProcessor(
-                size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
-            )
+            image_processor = imagenet_image_processor(self.config.image_size)
         image_processor.save_pretrained(save_directory)
 
 

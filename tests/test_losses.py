@@ -93,3 +93,34 @@ def test_frequency_loss_is_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = FocalFrequencyLoss()(prediction.bfloat16(), target.bfloat16(), mask)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def _two_fft_frequency_loss(prediction, target, pixel_mask, unmask_weight):
+    """The reference's literal form in torch: two per-image FFTs, each averaged over the batch."""
+    mix = 0.5 * prediction.detach() + 0.5 * target
+    keep = pixel_mask + (1 - pixel_mask) * unmask_weight
+    blended = prediction * keep + mix * (1 - keep)
+    difference = torch.fft.fft2(blended, norm="ortho").mean(0) - torch.fft.fft2(target, norm="ortho").mean(0)
+    weight = torch.log1p(difference.abs()).detach()
+    weight = torch.nan_to_num(weight / weight.amax(dim=(-2, -1), keepdim=True), nan=0.0).clamp(0, 1)
+    return (weight * difference.abs() ** 2).mean()
+
+
+@pytest.mark.parametrize("unmask_weight", [0.0, 1e-3])
+def test_single_fft_of_the_mean_difference_has_the_two_fft_value_and_gradient(unmask_weight):
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(4, 3, 16, 16, generator=generator)
+    pixel_mask = (torch.rand(4, 1, 16, 16, generator=generator) > 0.4).float()
+    prediction = torch.randn(4, 3, 16, 16, generator=generator, requires_grad=True)
+    reference_prediction = prediction.detach().clone().requires_grad_(True)
+    loss = FocalFrequencyLoss(unmask_weight)(prediction, target, pixel_mask)
+    expected = _two_fft_frequency_loss(reference_prediction, target, pixel_mask, unmask_weight)
+    loss.backward()
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(prediction.grad, reference_prediction.grad, rtol=1e-4, atol=1e-8)
+
+
+def test_frequency_loss_is_zero_for_a_perfect_prediction():
+    target = torch.randn(2, 3, 8, 8)
+    assert FocalFrequencyLoss()(target.clone(), target, torch.ones(2, 1, 8, 8)).item() == 0.0
