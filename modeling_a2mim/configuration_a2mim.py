@@ -2,6 +2,7 @@
 
 import copy
 import math
+import warnings
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -225,6 +226,14 @@ class A2MIMConfig(PreTrainedConfig):
                 fail(field, "it must lie in [0, 1].")
         if self.frequency_loss_weight < 0:
             fail("frequency_loss_weight", "it must be >= 0 (0 disables the frequency loss).")
+        if not self.mean_fill and self.mask_token_mode == "residual":
+            warnings.warn(
+                "A2MIMConfig(mean_fill=False, mask_token_mode='residual'): the encoder sees the masked pixels "
+                "(the residual token only marks them), so the reconstruction task leaks its answer. For a 'no mean "
+                "fill' ablation use mask_token_mode='replace'.",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 __all__ = ["A2MIMConfig"]

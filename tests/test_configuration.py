@@ -86,3 +86,13 @@ def test_backbone_accepts_config_objects_and_syncs_image_size():
 def test_invalid_values_raise_clear_value_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_residual_token_without_mean_fill_warns_that_the_task_leaks():
+    with pytest.warns(UserWarning, match="sees the masked pixels.*mask_token_mode='replace'"):
+        tiny_vit_config(mean_fill=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_vit_config(mean_fill=False, mask_token_mode="replace")

@@ -47,7 +47,7 @@ def test_mean_fill_sets_masked_pixels_to_the_per_image_channel_mean():
 
 @pytest.mark.parametrize("mean_fill_on", [True, False])
 def test_model_input_is_mean_filled_and_target_is_clean(mean_fill_on):
-    config = tiny_vit_config(mean_fill=mean_fill_on)
+    config = tiny_vit_config(mean_fill=mean_fill_on, mask_token_mode="replace")
     model = A2MIMForMaskedImageModeling(config).eval()
     seen = {}
     model.a2mim.register_forward_pre_hook(lambda module, args: seen.setdefault("input", args[0].clone()))

@@ -76,7 +76,8 @@ def apply_recipe(training_args, recipe: PretrainingRecipe, explicit: set[str]) -
     }
     if recipe.schedule == "cosine":
         values["lr_scheduler_type"] = "cosine_with_min_lr"
-        values["lr_scheduler_kwargs"] = {"min_lr_rate": recipe.min_lr_rate}
+        if "lr_scheduler_type" not in explicit:  # the kwargs belong to the recipe's scheduler, not to the user's
+            values["lr_scheduler_kwargs"] = {"min_lr_rate": recipe.min_lr_rate}
     applied = {name: value for name, value in values.items() if name not in explicit}
     for name, value in applied.items():
         setattr(training_args, name, value)
