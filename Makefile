@@ -13,8 +13,8 @@ test: install
 
 demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) run_pretraining.py --output_dir $(DEMO_DIR) \
-		--model_preset vit-micro --max_steps 300 --per_device_train_batch_size 64 \
-		--save_steps 150 --logging_steps 25 --use_cpu
+		--model_preset vit-micro --max_steps 1000 --per_device_train_batch_size 64 \
+		--save_steps 500 --logging_steps 50 --use_cpu
 	@echo "Demo done: checkpoint, model card and reconstructions.png in $(DEMO_DIR)"
 
 clean:
