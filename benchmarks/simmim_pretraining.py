@@ -34,7 +34,7 @@ from modeling_a2mim.data import SkippedImageCounter  # noqa: E402
 from modeling_a2mim.data.collator import MaskingCollator  # noqa: E402
 from modeling_a2mim.data.transforms import CROP_SCALE, PretrainingTransform  # noqa: E402
 from modeling_a2mim.masking import BlockMaskGenerator, upsample_mask  # noqa: E402
-from modeling_a2mim.modeling_a2mim import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits  # noqa: E402
 from modeling_a2mim.training.optimization import A2MIMTrainer  # noqa: E402
 

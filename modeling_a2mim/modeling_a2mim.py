@@ -18,6 +18,7 @@ from transformers import (
     ViTModel,
 )
 from transformers import initialization as init
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.modeling_outputs import ImageClassifierOutput, MaskedImageModelingOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
@@ -26,8 +27,6 @@ from .configuration_a2mim import A2MIMConfig
 from .losses import FocalFrequencyLoss, SpatialReconstructionLoss
 from .masking import BlockMaskGenerator, mean_fill, upsample_mask
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 # Files holding the remote code of a saved checkpoint, for `trust_remote_code=True`.
 AUTO_MAP = {
@@ -72,7 +71,11 @@ class A2MIMMaskedImageModelingOutput(MaskedImageModelingOutput):
 
 def imagenet_image_processor(size: int) -> ViTImageProcessor:
     """`ViTImageProcessor` resizing to `size` x `size` and normalizing with the ImageNet mean/std."""
-    return ViTImageProcessor(size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+    return ViTImageProcessor(
+        size={"height": size, "width": size},
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    )
 
 
 def build_encoder(backbone_config) -> PreTrainedModel:

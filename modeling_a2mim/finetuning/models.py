@@ -12,7 +12,8 @@ import tempfile
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
 
 from ..configuration_a2mim import SUPPORTED_BACKBONES, A2MIMConfig
-from ..modeling_a2mim import IMAGENET_MEAN, IMAGENET_STD, A2MIMModel
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..modeling_a2mim import A2MIMModel
 from .transforms import image_processor_size
 
 logger = logging.getLogger(__name__)
