@@ -245,6 +245,7 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
         tags=["image-classification"],
         pipeline_tag="image-classification",
         auto_class="AutoModelForImageClassification",
+        stock_checkpoint=True,
         repo_or_path=training_args.hub_model_id or training_args.output_dir,
     )
 

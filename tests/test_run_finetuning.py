@@ -77,6 +77,7 @@ def test_beit_recipe_from_a2mim_vit_checkpoint_then_eval_only(checkpoints, tmp_p
     card = (output / "README.md").read_text()
     assert "beit-ft" in card and "Fashion-MNIST" in card and f"| eval_accuracy | {eval_accuracy:.4g} |" in card
     assert "| layer_decay | 0.65 |" in card and "| ema_decay | 0.9999 |" in card
+    assert "AutoModelForImageClassification.from_pretrained" in card and "import modeling_a2mim" not in card
 
     again = tmp_path / "vit-eval"
     run_script(run_finetuning, "--model_name_or_path", str(output), "--output_dir", str(again), "--do_eval",

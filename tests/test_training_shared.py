@@ -234,7 +234,13 @@ def test_model_card_round_trip(tmp_path):
     assert card.data.datasets == ["ILSVRC/imagenet-1k"]
     assert "| preset | vit-micro |" in card.text and "| steps | 300 |" in card.text
     assert "| train_loss | 0.1235 |" in card.text
+    assert "import modeling_a2mim" in card.text and "trust_remote_code=True" in card.text
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    write_model_card(str(tmp_path), "classifier", "A stock classifier.", "data", {},
+                     auto_class="AutoModelForImageClassification", stock_checkpoint=True)
+    stock = ModelCard.load(tmp_path / "README.md").text
+    assert 'AutoModelForImageClassification.from_pretrained("classifier")' in stock
+    assert "modeling_a2mim" not in stock and "trust_remote_code" not in stock
 
 
 def test_script_arguments_report_the_names_given_by_flags_json_or_yaml(tmp_path):

@@ -29,10 +29,7 @@ CARD_TEMPLATE = """---
 ## Usage
 
 ```python
-import modeling_a2mim  # registers A2MIM with the Auto classes
-from transformers import {auto_class}
-
-model = {auto_class}.from_pretrained("{repo_or_path}")
+{usage}
 ```
 
 A2MIM: Li et al., "Architecture-Agnostic Masked Image Modeling -- From ViT back to CNN", ICML 2023.
@@ -55,12 +52,24 @@ def write_model_card(
     pipeline_tag: str | None = None,
     auto_class: str = "AutoModelForMaskedImageModeling",
     repo_or_path: str | None = None,
+    stock_checkpoint: bool = False,
 ) -> ModelCard:
     """Write `<output_dir>/README.md` (atomically) and return the card.
 
     `training` lists what was run (e.g. preset, steps, batch size); `metrics` the results (e.g. final loss,
     accuracy). `datasets` are Hub dataset ids for the card metadata (local sources are only described in text).
+    `stock_checkpoint`: the checkpoint is a stock transformers class, so the usage snippet needs no A2MIM code.
     """
+    repo_or_path = repo_or_path or model_name
+    if stock_checkpoint:
+        usage = f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{repo_or_path}")'
+    else:
+        usage = (
+            f"import modeling_a2mim  # registers A2MIM with the Auto classes\nfrom transformers import {auto_class}\n\n"
+            f'model = {auto_class}.from_pretrained("{repo_or_path}")\n'
+            f"# or, without installing the package, from the code saved with the checkpoint:\n"
+            f'model = {auto_class}.from_pretrained("{repo_or_path}", trust_remote_code=True)'
+        )
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
@@ -77,8 +86,7 @@ def write_model_card(
             training_rows="\n".join(f"| {key} | {_format(value)} |" for key, value in rows.items()),
             metric_rows="\n".join(f"| {key} | {_format(value)} |" for key, value in (metrics or {}).items())
             or "| (none) | |",
-            auto_class=auto_class,
-            repo_or_path=repo_or_path or model_name,
+            usage=usage,
         )
     )
     write_text_atomically(os.path.join(output_dir, "README.md"), str(card))
