@@ -122,7 +122,7 @@ def build_image_processing(model, checkpoint_processor, recipe, from_checkpoint:
     return train_transform, image_processor
 
 
-def main():
+def main(callbacks=()):
     model_args, data_args, recipe_args, training_args, given = parse_script_arguments(
         (ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments)
     )
@@ -186,16 +186,19 @@ def main():
         mixing=mixing,
         optimizer_name=recipe.optimizer,
         lr_multiplier=layer_decay_multiplier(model, recipe.layer_decay) if use_layer_decay else None,
+        callbacks=list(callbacks),
     )
     add_first(trainer, SkippedImagesCallback(counter))
+    checkpoint = None  # the EMA is resumed from the same checkpoint as the weights, see EMACallback
+    if training_args.do_train:
+        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if recipe.ema_decay:
-        trainer.add_callback(EMACallback(recipe.ema_decay))
+        trainer.add_callback(EMACallback(recipe.ema_decay, resume_from=checkpoint))
 
     all_metrics = {}
     if training_args.do_train:
-        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
         if checkpoint:
-            logger.info("Resuming from %s (an EMA restarts from the resumed weights)", checkpoint)
+            logger.info("Resuming from %s", checkpoint)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         metrics = {**train_result.metrics, "skipped_images": counter.value}

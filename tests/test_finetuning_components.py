@@ -1,6 +1,7 @@
 """Fine-tuning building blocks: layer-wise lr decay groups, MixUp/CutMix targets, losses, metrics, recipes, labels."""
 
 import io
+import logging
 
 import numpy as np
 import PIL.Image
@@ -15,6 +16,7 @@ from transformers import (
     BeitImageProcessor,
     ResNetConfig,
     ResNetForImageClassification,
+    TrainerState,
     TrainingArguments,
 )
 from transformers.trainer_utils import EvalPrediction
@@ -203,18 +205,49 @@ def test_presets_train_at_their_resolution(preset, size):
     assert native_image_size(model, processor) == size
 
 
+def train_with_ema(callback, model, weights, args=None):
+    """Sets `model`'s (1, 2) weight to each value in turn, as an optimizer step would, and updates the EMA after each."""
+    for value in weights:
+        with torch.no_grad():
+            model.weight.fill_(value)
+        callback.on_step_end(args, None, None, model=model)
+
+
 def test_ema_callback_averages_and_installs_weights(tmp_path):
     model = torch.nn.Linear(2, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
     callback = EMACallback(decay=0.5)
     callback.on_train_begin(None, None, None, model=model)
-    for value in (1.0, 3.0):
-        with torch.no_grad():
-            model.weight.fill_(value)
-        callback.on_step_end(None, None, None, model=model)
+    train_with_ema(callback, model, (1.0, 3.0))
     callback.on_train_end(None, None, None, model=model)
     # AveragedModel starts the average at the first update: 1, then 0.5 * 1 + 0.5 * 3.
     assert torch.allclose(model.weight, torch.full((1, 2), 2.0))
+
+
+def test_ema_callback_checkpoints_and_resumes_its_average(tmp_path, caplog):
+    model = torch.nn.Linear(2, 1, bias=False)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    callback = EMACallback(decay=0.5)
+    callback.on_train_begin(args, None, None, model=model)
+    train_with_ema(callback, model, (1.0, 3.0), args)
+    (tmp_path / "checkpoint-2").mkdir()
+    callback.on_save(args, TrainerState(global_step=2), None)
+    assert sorted(path.name for path in (tmp_path / "checkpoint-2").iterdir()) == ["ema.safetensors"]  # no temp file
+
+    resumed = EMACallback(decay=0.5, resume_from=tmp_path / "checkpoint-2")
+    resumed.on_train_begin(args, None, None, model=model)  # the resumed raw weights are 3, the saved EMA 2
+    assert resumed.averaged.n_averaged.item() == 2
+    assert torch.equal(resumed.averaged.module.weight, torch.full((1, 2), 2.0))
+    train_with_ema(resumed, model, (4.0,), args)
+    assert resumed.averaged.n_averaged.item() == 3
+    assert torch.allclose(resumed.averaged.module.weight, torch.full((1, 2), 3.0))  # 0.5 * 2 + 0.5 * 4
+
+    (tmp_path / "checkpoint-1").mkdir()
+    restarted = EMACallback(decay=0.5, resume_from=tmp_path / "checkpoint-1")
+    with caplog.at_level(logging.WARNING, logger="modeling_a2mim.finetuning.ema"):
+        restarted.on_train_begin(args, None, None, model=model)
+    assert "has no ema.safetensors" in caplog.text and "EMA restarts from the resumed weights" in caplog.text
+    assert restarted.averaged.n_averaged.item() == 0
 
 
 def test_lamb_optimizer_on_recipe_groups(tmp_path):

@@ -8,8 +8,10 @@ from unittest import mock
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, Features, Image
-from transformers import AutoConfig, ViTConfig, ViTModel, pipeline
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForImageClassification, TrainerCallback, ViTConfig, ViTModel, pipeline
 
 import run_finetuning
 import run_linear_probe
@@ -26,9 +28,9 @@ COMMON = [
 EVAL_IMAGES = 32
 
 
-def run_script(script, *args):
+def run_script(script, *args, **kwargs):
     with mock.patch.object(sys, "argv", [script.__file__, *args]):
-        return script.main()
+        return script.main(**kwargs)
 
 
 def finetune(output_dir, *args):
@@ -124,6 +126,40 @@ def test_plain_finetune_from_scratch(tmp_path):
     assert AutoConfig.from_pretrained(output).image_size == 32
     assert pipeline_top1(output) == pytest.approx(results["eval"]["eval_accuracy"])
     assert "plain: AdamW + cosine" in (output / "README.md").read_text()
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAfterFirstCheckpoint(TrainerCallback):
+    """Stops training like a kill would: right after `checkpoint-2` is complete, before step 3 runs."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise Killed
+
+
+def test_ema_continues_after_a_kill_and_resume(tmp_path):
+    output = tmp_path / "ema"
+    args = ["--model_preset", "vit-micro", "--ema_decay", "0.5", "--max_steps", "4", "--save_strategy", "steps",
+            "--save_steps", "1"]
+    with pytest.raises(Killed):
+        run_script(run_finetuning, "--output_dir", str(output), *COMMON, *args,
+                   callbacks=[KillAfterFirstCheckpoint()])
+    assert not (output / "model.safetensors").exists() and not (output / "checkpoint-3").exists()
+    finetune(output, *args)
+
+    saved_ema = [load_file(output / f"checkpoint-{step}" / "ema.safetensors") for step in (2, 4)]
+    assert [ema.pop("n_averaged").item() for ema in saved_ema] == [2, 4]  # continued from 2, not restarted at 0
+    raw_3, raw_4, final = (AutoModelForImageClassification.from_pretrained(folder).state_dict()
+                           for folder in (output / "checkpoint-3", output / "checkpoint-4", output))
+    # The resumed EMA goes on from the saved one over the resumed run's raw weights of steps 3 and 4 (a restarted one
+    # would be 0.5 * w3 + 0.5 * w4), and the saved model is that EMA.
+    for name, tensor in final.items():
+        expected = 0.25 * saved_ema[0][f"module.{name}"] + 0.25 * raw_3[name] + 0.5 * raw_4[name]
+        assert torch.allclose(saved_ema[1][f"module.{name}"], expected, atol=1e-6), name
+        assert torch.equal(tensor, saved_ema[1][f"module.{name}"]), name
 
 
 def test_push_to_hub_uploads_the_prepared_folder(checkpoints, tmp_path):
