@@ -148,7 +148,7 @@ def test_two_process_streaming_each_sample_once_per_epoch(tmp_path):
     env = {**os.environ, "A2MIM_SAMPLE_LOG": str(tmp_path / "ids"), "OMP_NUM_THREADS": "1"}
     # 24 samples, 2 ranks x 4 per device = 8 per step: epoch 0 is steps 0-2, epoch 1 steps 3-5.
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
          str(ROOT / "run_pretraining.py"), "--output_dir", str(tmp_path / "out"), "--model_preset", "vit-micro",
          "--data_files", str(parquet), "--streaming", "--shuffle_buffer_size", "24", "--max_steps", "6",
          "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none", *FAST],
