@@ -175,29 +175,40 @@ import run_pretraining
 
 class KillAfterSave(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
-        if state.global_step == 4:
+        if state.global_step == {step}:
             os.kill(os.getpid(), signal.SIGKILL)
 
 run_pretraining.main(sys.argv[1:], callbacks=[KillAfterSave()])
 """
 
 
+def run_script(out: Path, args: list[str], sample_log: Path) -> str:
+    """Run run_pretraining.py to the end with `A2MIM_SAMPLE_LOG=sample_log`; returns its logs."""
+    env = {**os.environ, "A2MIM_SAMPLE_LOG": str(sample_log)}
+    result = subprocess.run([sys.executable, str(ROOT / "run_pretraining.py"), "--output_dir", str(out), *args],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def kill_after_checkpoint(out: Path, args: list[str], sample_log: Path, step: int) -> None:
+    """Run run_pretraining.py and SIGKILL it right after it saved `checkpoint-{step}`."""
+    env = {**os.environ, "A2MIM_SAMPLE_LOG": str(sample_log)}
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_SAVE.format(root=str(ROOT), step=step),
+                             "--output_dir", str(out), *args], capture_output=True, text=True, timeout=600, env=env)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (out / "model.safetensors").exists() and (out / f"checkpoint-{step}" / "trainer_state.json").exists()
+
+
 def test_kill_and_resume_reaches_the_same_step_with_the_same_data(tmp_path):
     parquet = write_parquet(tmp_path / "train.parquet", count=40, size=32)
-    env = {**os.environ, "A2MIM_SAMPLE_LOG": str(tmp_path / "ids")}
     args = ["--model_preset", "vit-micro", "--data_files", str(parquet), "--max_steps", "6",
             "--per_device_train_batch_size", "4", "--save_steps", "2", "--report_to", "none", *FAST]
     out = tmp_path / "out"
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_SAVE.format(root=str(ROOT)), "--output_dir", str(out),
-                             *args], capture_output=True, text=True, timeout=600, env=env)
-    assert killed.returncode == -9, killed.stderr[-3000:]
-    assert not (out / "model.safetensors").exists() and (out / "checkpoint-4" / "trainer_state.json").exists()
+    kill_after_checkpoint(out, args, tmp_path / "ids", step=4)
     (out / "checkpoint-5").mkdir()  # what a kill during a save leaves: a checkpoint without trainer_state.json
     (out / "checkpoint-5" / "config.json").write_text("{")
-    resumed = subprocess.run([sys.executable, str(ROOT / "run_pretraining.py"), "--output_dir", str(out), *args],
-                             capture_output=True, text=True, timeout=600, env=env)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    logs = resumed.stdout + resumed.stderr
+    logs = run_script(out, args, tmp_path / "ids")
     assert f"Resuming from {out / 'checkpoint-4'}" in logs and "missing keys" not in logs
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
 
@@ -206,3 +217,26 @@ def test_kill_and_resume_reaches_the_same_step_with_the_same_data(tmp_path):
     # The resumed run continued the epoch's permutation instead of restarting from its first batch: the 6 batches
     # of one epoch over 40 samples are 24 distinct samples.
     assert len({i for ids in logged.values() for i in ids}) == 24
+
+
+def test_streaming_kill_and_resume_trains_the_samples_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    parquet = write_parquet(tmp_path / "train.parquet", count=12, size=32)
+    # 12 samples / 4 per step: the streamed pass 0 is steps 0-2, pass 1 steps 3-5. The kill after checkpoint-5 lies
+    # inside pass 1, so the resumed run must skip all of pass 0 and the first 2 batches of pass 1.
+    args = ["--model_preset", "vit-micro", "--data_files", str(parquet), "--streaming", "--shuffle_buffer_size", "8",
+            "--max_steps", "6", "--per_device_train_batch_size", "4", "--save_steps", "5", "--report_to", "none",
+            *FAST]
+    monkeypatch.setenv("A2MIM_SAMPLE_LOG", str(tmp_path / "uninterrupted_ids"))
+    run_pretraining.main(["--output_dir", str(tmp_path / "uninterrupted"), *args])
+    expected = read_sample_log(tmp_path / "uninterrupted_ids")[0]
+    assert sorted(expected) == list(range(6))
+    for steps in (range(0, 3), range(3, 6)):
+        assert sorted(i for step in steps for i in expected[step]) == list(range(12))  # each sample once per pass
+
+    out = tmp_path / "out"
+    kill_after_checkpoint(out, args, tmp_path / "ids", step=5)
+    logs = run_script(out, args, tmp_path / "ids")
+    assert f"Resuming from {out / 'checkpoint-5'}" in logs
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
+    logged = read_sample_log(tmp_path / "ids")[0]  # steps 0-5 before the kill (5 lost with it), then 5 again
+    assert logged == expected

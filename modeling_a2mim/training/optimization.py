@@ -8,6 +8,12 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import PreTrainedModel, Trainer
+from transformers.trainer_utils import has_length
+from transformers.utils import logging
+
+from .stream_position import StreamPositionCallback
+
+logger = logging.get_logger(__name__)
 
 # Parameters the seed recipes exclude from weight decay by name (norms and biases are found by type / suffix).
 NO_DECAY_NAME_PARTS = (
@@ -93,6 +99,9 @@ class A2MIMTrainer(Trainer):
     If the environment variable `A2MIM_SAMPLE_LOG` names a folder, every training batch's `sample_ids` (put there by
     the collator's `extra_columns`) are appended to `<folder>/rank<k>.txt` as `global_step id...` lines; this is
     how the multi-process tests check which rank trained on which sample. Without it `sample_ids` is just dropped.
+
+    A streamed (length-less) training set resumes where it stopped: a `StreamPositionCallback` records the pass and
+    the batches trained in it, and a resumed run re-reads that pass (same seed, same order) and skips those batches.
     """
 
     def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None, step_decay_at: float | None = None,
@@ -100,6 +109,9 @@ class A2MIMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.lr_multiplier = lr_multiplier
         self.step_decay_at = step_decay_at
+        self.streams_training_data = self.train_dataset is not None and not has_length(self.train_dataset)
+        if self.streams_training_data:
+            self.add_callback(StreamPositionCallback())
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -119,6 +131,27 @@ class A2MIMTrainer(Trainer):
             self._created_lr_scheduler = True
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
+                             trial) -> tuple[int, int]:
+        """Trainer's `(epochs_trained, batches to skip in that epoch)`, taken for a streamed training set from the
+        checkpoint's `StreamPositionCallback` state (Trainer would count all steps as batches of pass 0)."""
+        epochs_trained, batches_to_skip = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        if resume_from_checkpoint is None or not self.streams_training_data or self.args.ignore_data_skip:
+            return epochs_trained, batches_to_skip
+        saved = self.state.stateful_callbacks.get(StreamPositionCallback.__name__)
+        if not isinstance(saved, dict):
+            logger.warning(f"{resume_from_checkpoint} has no stream position; Trainer skips {batches_to_skip} batches "
+                           "of the first pass over the streamed data, which is wrong after the first pass.")
+            return epochs_trained, batches_to_skip
+        position = next(cb for cb in self.callback_handler.callbacks if isinstance(cb, StreamPositionCallback))
+        for name, value in saved["attributes"].items():
+            setattr(position, name, value)
+        logger.info(f"Resuming the streamed training data at pass {position.epoch}, skipping its first "
+                    f"{position.batches_in_epoch} batches.")
+        return position.epoch, position.batches_in_epoch
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Load checkpoint weights through `from_pretrained`, which applies transformers' key renames (Trainer's plain
