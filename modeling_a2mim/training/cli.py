@@ -4,18 +4,25 @@ import json
 import os
 import sys
 
+import torch
 from transformers import HfArgumentParser
 
 
 def run_main(main, script_name: str) -> None:
     """Call `main()`; a `ValueError`/`FileNotFoundError` (the scripts' bad-input errors) exits with
-    `"<script_name>: error: <message>"`. Set `A2MIM_TRACEBACK=1` to get the full traceback instead."""
+    `"<script_name>: error: <message>"`. Set `A2MIM_TRACEBACK=1` to get the full traceback instead. After a
+    multi-process run, all ranks meet and the process group is closed."""
     try:
         main()
     except (ValueError, FileNotFoundError) as error:
         if os.environ.get("A2MIM_TRACEBACK"):
             raise
         sys.exit(f"{script_name}: error: {error}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Every rank waits for rank 0's final saves, then the process group closes before the interpreter exits
+        # (a rank exiting with live gloo threads aborts with "terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def parse_script_arguments(dataclass_types, argv: list[str] | None = None) -> tuple:
