@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForImageClassification
 
-from modeling_a2mim import A2MIMConfig, A2MIMForMaskedImageModeling
+from modeling_a2mim import A2MIMForMaskedImageModeling
 from modeling_a2mim.convert_openmixup import convert_openmixup_checkpoint, main
-from tests.helpers import tiny_vit_config
+from tests.helpers import tiny_resnet_config, tiny_vit_config
 
 TOLERANCE = 1e-4
 
@@ -207,19 +207,8 @@ def openmixup_checkpoint(backbone, neck=None, head=None):
 
 def tiny_bottleneck_config(mask_gamma_init=1e-6):
     """A custom (non-preset) bottleneck ResNet: widths 16..128, depths (1, 2, 1, 1), 64 px."""
-    return A2MIMConfig(
-        backbone_config={
-            "model_type": "resnet",
-            "embedding_size": 8,
-            "hidden_sizes": [16, 32, 64, 128],
-            "depths": [1, 2, 1, 1],
-            "layer_type": "bottleneck",
-        },
-        image_size=64,
-        mask_patch_size=16,
-        mask_layer=3,
-        mask_gamma_init=mask_gamma_init,
-    )
+    backbone = {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 2, 1, 1], "layer_type": "bottleneck"}
+    return tiny_resnet_config(backbone=backbone, mask_gamma_init=mask_gamma_init)
 
 
 def tiny_resnet_pretraining():
