@@ -33,7 +33,7 @@ from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
 from modeling_a2mim.training.optimization import A2MIMTrainer, mask_token_lr_multiplier
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
-from modeling_a2mim.training.recipes import RECIPE_FIELDS, apply_recipe, recipe_for
+from modeling_a2mim.training.recipes import RECIPE_FIELDS, apply_recipe, global_batch_size, recipe_for
 
 logger = logging.getLogger(__name__)
 
@@ -217,8 +217,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
                 "backbone": config.backbone_config.model_type,
                 "image size": config.image_size,
                 "steps": trainer.state.global_step,
-                "global batch": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-                * training_args.world_size,
+                "global batch": global_batch_size(training_args),
                 "learning rate": training_args.learning_rate,
                 "recipe": recipe_name if model_args.use_recipe_defaults else "none",
                 "mask ratio": config.mask_ratio,

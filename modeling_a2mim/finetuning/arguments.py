@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from transformers import SchedulerType, TrainingArguments
 
 from ..training.arguments import DataArguments
+from ..training.recipes import global_batch_size
 from .recipes import FinetuningRecipe, get_recipe, scaled_learning_rate
 
 logger = logging.getLogger(__name__)
@@ -111,12 +112,8 @@ def resolve_recipe(
     if "learning_rate" in given:
         overrides.update(learning_rate=training_args.learning_rate, reference_batch_size=0)
     elif recipe_args.scale_learning_rate:
-        total_batch = (
-            training_args.per_device_train_batch_size
-            * training_args.gradient_accumulation_steps
-            * max(training_args.world_size, 1)
-        )
-        overrides.update(learning_rate=scaled_learning_rate(recipe, total_batch), reference_batch_size=0)
+        overrides.update(learning_rate=scaled_learning_rate(recipe, global_batch_size(training_args)),
+                         reference_batch_size=0)
     effective = FinetuningRecipe(**{**recipe.to_dict(), **overrides})
 
     for name, recipe_field in _TRAINING_FIELDS.items():

@@ -60,12 +60,17 @@ def recipe_for(config, preset: str | None = None) -> tuple[str, PretrainingRecip
     return name, RECIPES[name]
 
 
+def global_batch_size(training_args) -> int:
+    """Images per optimizer step over all processes: per-device batch x accumulation steps x processes."""
+    return (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+            * max(training_args.world_size, 1))
+
+
 def apply_recipe(training_args, recipe: PretrainingRecipe, explicit: set[str]) -> dict:
     """Fill the recipe's values into `training_args` for every field in `RECIPE_FIELDS` not in `explicit` (the flags
     the user passed). Returns `{field: value}` of what was set, plus `step_decay_at` when the step schedule applies
     (the caller hands it to `A2MIMTrainer`). An explicit `--learning_rate` is used as is, not scaled."""
-    global_batch = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-                    * max(training_args.world_size, 1))
+    global_batch = global_batch_size(training_args)
     values = {
         "learning_rate": recipe.learning_rate_per_512 * global_batch / 512,
         "weight_decay": recipe.weight_decay,
