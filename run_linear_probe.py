@@ -18,7 +18,7 @@ from modeling_a2mim.finetuning.arguments import FinetuningDataArguments, ModelAr
 from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
 from modeling_a2mim.finetuning.metrics import load_accuracy_metric
 from modeling_a2mim.finetuning.models import load_classifier, native_image_size, normalization
-from modeling_a2mim.finetuning.probe import extract_features, knn_predict, linear_probe_predict
+from modeling_a2mim.finetuning.probe import POOLINGS, extract_features, knn_predict, linear_probe_predict
 from modeling_a2mim.finetuning.transforms import (
     ClassificationBatchTransform,
     build_eval_image_processor,
@@ -41,15 +41,25 @@ class ProbeArguments:
     probe_regularization: float = field(
         default=1.0, metadata={"help": "Inverse L2 strength C of the logistic-regression probe."}
     )
+    pooling: str = field(
+        default="head",
+        metadata={
+            "help": "Features: 'head' (what the classifier head sees: the cls token for ViT, mean-pooled patch tokens "
+            "for BEiT, pooled features for ResNet) or 'mean' (the mean of the last layer's patch tokens, the usual "
+            "probe of a MIM-pretrained ViT, whose cls token MIM does not train).",
+            "choices": list(POOLINGS),
+        },
+    )
     seed: int = field(default=42, metadata={"help": "Seed of label-scarce subsets and the probe."})
     use_cpu: bool = field(default=False, metadata={"help": "Run on the CPU even when an accelerator is present."})
 
 
-def features_of(model, dataset, image_column, label_column, image_processor, label_map, counter, batch_size):
+def features_of(model, dataset, image_column, label_column, image_processor, label_map, counter, batch_size,
+                pooling):
     dataset.set_transform(ClassificationBatchTransform(image_column, label_column, image_processor, counter,
                                                        label_map))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_classification)
-    return extract_features(model, loader)
+    return extract_features(model, loader, pooling)
 
 
 def main():
@@ -76,7 +86,8 @@ def main():
     size = probe_args.image_size or native_image_size(model, checkpoint_processor)
     image_processor = build_eval_image_processor(size, *normalization(checkpoint_processor))
     counter = SkippedImageCounter()
-    common = (image_column, label_column, image_processor, label_map, counter, probe_args.batch_size)
+    common = (image_column, label_column, image_processor, label_map, counter, probe_args.batch_size,
+              probe_args.pooling)
     train_features, train_labels = features_of(model, train, *common)
     eval_features, eval_labels = features_of(model, evaluation, *common)
 
@@ -91,6 +102,7 @@ def main():
         "train_samples": int(len(train_labels)),
         "eval_samples": int(len(eval_labels)),
         "feature_dim": int(train_features.shape[1]),
+        "pooling": probe_args.pooling,
         "skipped_images": counter.value,
     }
     logger.info("Probe results: %s", results)

@@ -18,6 +18,8 @@ from transformers import (
     ResNetForImageClassification,
     TrainerState,
     TrainingArguments,
+    ViTConfig,
+    ViTForImageClassification,
 )
 from transformers.trainer_utils import EvalPrediction
 
@@ -29,7 +31,7 @@ from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
 from modeling_a2mim.finetuning.metrics import LOCAL_ACCURACY, AccuracyMetrics, load_accuracy_metric, top_k_hits
 from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
 from modeling_a2mim.finetuning.models import load_classifier, native_image_size
-from modeling_a2mim.finetuning.probe import knn_predict
+from modeling_a2mim.finetuning.probe import extract_features, knn_predict
 from modeling_a2mim.finetuning.recipes import RECIPES
 from modeling_a2mim.finetuning.trainer import FinetuningTrainer
 from modeling_a2mim.finetuning.transforms import (
@@ -266,6 +268,37 @@ def test_knn_with_the_training_set_as_queries_is_exact():
     features = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
     labels = np.arange(30) % 3
     assert (knn_predict(features, labels, features, num_classes=3, k=1) == labels).all()
+
+
+def probe_batches(size, count=2, batch_size=3):
+    generator = torch.Generator().manual_seed(0)
+    return [{"pixel_values": torch.randn(batch_size, 3, size, size, generator=generator),
+             "labels": torch.arange(batch_size)} for _ in range(count)]
+
+
+def test_probe_features_head_is_the_cls_token_and_mean_the_mean_of_the_patch_tokens():
+    config = ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, patch_size=4,
+                       image_size=16, num_labels=3)
+    model, batches = ViTForImageClassification(config).eval(), probe_batches(16)
+    with torch.no_grad():
+        tokens = torch.cat([model.vit(pixel_values=b["pixel_values"]).last_hidden_state for b in batches])
+    head, labels = extract_features(model, batches, pooling="head")
+    mean, _ = extract_features(model, batches, pooling="mean")
+    assert head.shape == mean.shape == (6, 16) and labels.tolist() == [0, 1, 2] * 2
+    np.testing.assert_allclose(head, tokens[:, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(mean, tokens[:, 1:].mean(1).numpy(), atol=1e-6)
+
+
+def test_probe_features_of_a_resnet_are_the_pooled_map_either_way():
+    model = ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                                      layer_type="basic", num_labels=3)).eval()
+    batches = probe_batches(32)
+    head, _ = extract_features(model, batches, pooling="head")
+    mean, _ = extract_features(model, batches, pooling="mean")
+    assert head.shape == (6, 16)
+    np.testing.assert_allclose(mean, head, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling='cls' is not one of"):
+        extract_features(model, batches, pooling="cls")
 
 
 def test_batch_transform_maps_string_labels_and_drops_unreadable_images():

@@ -215,4 +215,8 @@ def test_linear_probe_and_knn(checkpoints, tmp_path):
                          str(tmp_path), "--max_train_samples", "60", "--max_eval_samples", "20", "--use_cpu")
     saved = json.loads((tmp_path / "probe_results.json").read_text())
     assert saved == results and (saved["train_samples"], saved["eval_samples"], saved["feature_dim"]) == (60, 20, 32)
-    assert 0 <= saved["knn_accuracy"] <= 1 and 0 <= saved["linear_probe_accuracy"] <= 1
+    assert 0 <= saved["knn_accuracy"] <= 1 and 0 <= saved["linear_probe_accuracy"] <= 1 and saved["pooling"] == "head"
+    mean = run_script(run_linear_probe, "--model_name_or_path", str(checkpoints["vit"]), "--output_dir",
+                      str(tmp_path / "mean"), "--max_train_samples", "60", "--max_eval_samples", "20", "--use_cpu",
+                      "--pooling", "mean")
+    assert (mean["pooling"], mean["feature_dim"], mean["train_samples"]) == ("mean", 32, 60)

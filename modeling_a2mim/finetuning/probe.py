@@ -1,7 +1,10 @@
 """Frozen-feature checks of a pretrained encoder: a linear probe and a weighted k-NN classifier.
 
-Features are what the classifier head would see (the pooled encoder output: mean-pooled patch tokens + `fc_norm`
-for BEiT, the cls token for ViT, global average pooling for ResNet), captured with a hook on `model.classifier`.
+Two feature choices (`POOLINGS`): `"head"`, what the classifier head would see (mean-pooled patch tokens + `fc_norm`
+for BEiT, the cls token for ViT, global average pooling for ResNet), captured with a hook on `model.classifier`; and
+`"mean"`, the mean of the encoder's last hidden state over its patch tokens (ViT/BEiT, cls token left out) or spatial
+positions (ResNet), captured with a hook on `model.base_model`. Masked image modeling trains the patch tokens, not the
+cls token, so `"mean"` is the usual probe of a MIM-pretrained ViT; for a ResNet both give the same features.
 """
 
 import numpy as np
@@ -11,11 +14,30 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 
+POOLINGS = ("head", "mean")
+
+
+def _mean_over_positions(hidden_state: torch.Tensor) -> torch.Tensor:
+    """`(B, D)`: the mean over spatial positions of a `(B, C, H, W)` feature map, or over the patch tokens of a
+    `(B, 1 + N, D)` token sequence (the first token, the cls token, left out)."""
+    if hidden_state.dim() == 4:
+        return hidden_state.mean(dim=(2, 3))
+    return hidden_state[:, 1:].mean(dim=1)
+
+
 @torch.no_grad()
-def extract_features(model, dataloader) -> tuple[np.ndarray, np.ndarray]:
-    """`(features (N, D) float32, labels (N,) int64)` of every batch of `dataloader` (`pixel_values`, `labels`)."""
+def extract_features(model, dataloader, pooling: str = "head") -> tuple[np.ndarray, np.ndarray]:
+    """`(features (N, D) float32, labels (N,) int64)` of every batch of `dataloader` (`pixel_values`, `labels`), for
+    a stock classifier `model` and a `pooling` of `POOLINGS` (see the module docstring)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")
     captured = []
-    handle = model.classifier.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    if pooling == "head":
+        handle = model.classifier.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    else:
+        handle = model.base_model.register_forward_hook(
+            lambda module, inputs, output: captured.append(_mean_over_positions(output.last_hidden_state))
+        )
     model.eval()
     features, labels = [], []
     device = next(model.parameters()).device
