@@ -157,6 +157,15 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         seed=training_args.seed,
         extra_columns={id_column: "sample_ids"} if os.environ.get(SAMPLE_LOG_ENV) else None,
     )
+    # Evaluation: center crops and the same masks at every evaluation, so that eval losses are comparable.
+    eval_collator = MaskingCollator(
+        BlockMaskGenerator.from_config(config),
+        PretrainingTransform.from_config(config, image_processor, train=False),
+        image_column=image_column,
+        counter=counter,
+        seed=training_args.seed,
+        fixed_masks=True,
+    )
 
     # Trainer settings the script needs: keep the image column, eval loss on bool_masked_pos, no logits kept.
     training_args.remove_unused_columns = False
@@ -174,6 +183,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         data_collator=collator,
+        eval_data_collator=eval_collator,
         processing_class=image_processor,
         callbacks=list(callbacks),
         lr_multiplier=mask_token_lr_multiplier(lr_multiplier) if lr_multiplier != 1.0 else None,

@@ -105,6 +105,26 @@ def test_collator_workers_draw_different_masks():
     assert not torch.equal(masks[0], masks[1])  # same images, two workers
 
 
+def test_fixed_mask_collator_repeats_its_masks_after_restart_in_workers_too():
+    examples = [{"image": png_bytes()} for _ in range(8)]
+    collator = make_collator(seed=0, fixed_masks=True)
+    first = collator(examples)["bool_masked_pos"]
+    assert not torch.equal(first, collator(examples)["bool_masked_pos"])  # one pass draws on
+    collator.restart()
+    assert torch.equal(first, collator(examples)["bool_masked_pos"])
+
+    def workers_pass():
+        collator.restart()
+        loader = torch.utils.data.DataLoader(examples, batch_size=4, num_workers=2, collate_fn=collator)
+        return torch.cat([batch["bool_masked_pos"] for batch in loader])
+
+    torch.manual_seed(0)
+    passes = [workers_pass()]
+    torch.manual_seed(1)  # a new worker seed, as at every epoch
+    passes.append(workers_pass())
+    assert torch.equal(*passes) and not torch.equal(passes[0][:4], passes[0][4:])  # workers still differ
+
+
 def test_collator_accepts_pretransformed_examples():
     batch = make_collator()([{"pixel_values": torch.zeros(3, 32, 32)}] * 2)
     assert batch["pixel_values"].shape == (2, 3, 32, 32)
@@ -211,6 +231,24 @@ def test_trainer_builds_recipe_groups(tmp_path):
     lrs = sorted({g["lr"] for g in trainer.optimizer.param_groups})
     assert lrs == pytest.approx([2e-4, 2e-3]) and trainer.optimizer.defaults["betas"] == (0.9, 0.95)
     assert isinstance(trainer.lr_scheduler, torch.optim.lr_scheduler.LambdaLR)
+
+
+def test_trainer_evaluates_on_the_same_crops_and_masks_every_time(tmp_path):
+    from datasets import Dataset
+
+    torch.manual_seed(0)
+    model = A2MIMForMaskedImageModeling(tiny_vit_config())  # 32 px, 8 px mask blocks, as make_collator()
+    noise = torch.randint(0, 255, (8, 40, 48, 3), dtype=torch.uint8).numpy()
+    dataset = Dataset.from_dict({"image": [PIL.Image.fromarray(array) for array in noise]})
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none", per_device_eval_batch_size=4,
+                             remove_unused_columns=False, label_names=["bool_masked_pos"], prediction_loss_only=True)
+    eval_collator = MaskingCollator(BlockMaskGenerator(32, 8, 0.6), PretrainingTransform(32, train=False),
+                                    fixed_masks=True)
+    fixed = A2MIMTrainer(model=model, args=args, eval_dataset=dataset, data_collator=make_collator(),
+                         eval_data_collator=eval_collator)
+    assert fixed.evaluate()["eval_loss"] == fixed.evaluate()["eval_loss"]
+    drawn = A2MIMTrainer(model=model, args=args, eval_dataset=dataset, data_collator=make_collator())
+    assert drawn.evaluate()["eval_loss"] != drawn.evaluate()["eval_loss"]  # the train collator draws new crops, masks
 
 
 # ----- callbacks and model card -------------------------------------------------------------------------------------

@@ -35,7 +35,9 @@ class MaskingCollator:
     columns to pass through as tensors (e.g. `{"label": "labels"}`).
 
     The masks come from a `torch.Generator` owned by the current (rank, worker), seeded with `mask_seed`, so
-    different workers and ranks draw different masks, reproducibly for a given `seed`.
+    different workers and ranks draw different masks, reproducibly for a given `seed`. With `fixed_masks=True` (for
+    evaluation) a worker's generator is seeded from its worker id instead of the per-epoch worker seed, and
+    `restart()` rewinds it, so that every pass over the same data in the same order draws the same masks.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class MaskingCollator:
         counter: SkippedImageCounter | None = None,
         seed: int = 0,
         extra_columns: dict[str, str] | None = None,
+        fixed_masks: bool = False,
     ):
         self.mask_generator = mask_generator
         self.transform = transform
@@ -53,15 +56,24 @@ class MaskingCollator:
         self.counter = counter if counter is not None else SkippedImageCounter()
         self.seed = seed
         self.extra_columns = dict(extra_columns or {})
+        self.fixed_masks = fixed_masks
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the mask generators: the next batch of each (process, worker) starts a fresh one. Call it before a
+        data loader starts its workers (workers that persist across passes keep theirs)."""
         self._generator = None
         self._generator_owner = None
 
     def generator(self) -> torch.Generator:
         """The mask generator of the calling (process, worker); created on first use in that worker."""
         info = get_worker_info()
-        owner = (os.getpid(), info.seed if info is not None else None)
+        worker_seed = None
+        if info is not None:
+            worker_seed = self.seed + 1 + info.id if self.fixed_masks else info.seed
+        owner = (os.getpid(), worker_seed)
         if self._generator_owner != owner:
-            self._generator = torch.Generator().manual_seed(mask_seed(self.seed, _process_rank(), owner[1]))
+            self._generator = torch.Generator().manual_seed(mask_seed(self.seed, _process_rank(), worker_seed))
             self._generator_owner = owner
         return self._generator
 

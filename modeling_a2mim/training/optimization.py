@@ -96,6 +96,9 @@ class A2MIMTrainer(Trainer):
             layer-wise decay for fine-tuning); `None` keeps every multiplier at 1.
         step_decay_at: when set, the schedule is warmup + constant + x0.1 at this fraction of training instead of
             `--lr_scheduler_type`.
+        eval_data_collator: collates the evaluation batches instead of `data_collator` (for pretraining: a
+            `MaskingCollator` with the center-crop transform and `fixed_masks=True`, restarted before every
+            evaluation, so that eval losses of different steps are measured on the same crops and masks).
     If the environment variable `A2MIM_SAMPLE_LOG` names a folder, every training batch's `sample_ids` (put there by
     the collator's `extra_columns`) are appended to `<folder>/rank<k>.txt` as `global_step id...` lines; this is
     how the multi-process tests check which rank trained on which sample. Without it `sample_ids` is just dropped.
@@ -105,10 +108,11 @@ class A2MIMTrainer(Trainer):
     """
 
     def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None, step_decay_at: float | None = None,
-                 **kwargs):
+                 eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lr_multiplier = lr_multiplier
         self.step_decay_at = step_decay_at
+        self.eval_data_collator = eval_data_collator
         self.streams_training_data = self.train_dataset is not None and not has_length(self.train_dataset)
         if self.streams_training_data:
             self.add_callback(StreamPositionCallback())
@@ -121,6 +125,16 @@ class A2MIMTrainer(Trainer):
                                             self.lr_multiplier)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        self.eval_data_collator.restart()
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.step_decay_at is not None and self.lr_scheduler is None:
