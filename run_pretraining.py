@@ -149,23 +149,13 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     )
     counter = SkippedImageCounter()
     id_column = os.environ.get("A2MIM_SAMPLE_ID_COLUMN", "id")
-    collator = MaskingCollator(
-        BlockMaskGenerator.from_config(config),
-        PretrainingTransform.from_config(config, image_processor, train=True),
-        image_column=image_column,
-        counter=counter,
-        seed=training_args.seed,
+    collator_options = {"image_column": image_column, "counter": counter, "seed": training_args.seed}
+    collator = MaskingCollator.from_config(
+        config, image_processor, train=True, **collator_options,
         extra_columns={id_column: "sample_ids"} if os.environ.get(SAMPLE_LOG_ENV) else None,
     )
     # Evaluation: center crops and the same masks at every evaluation, so that eval losses are comparable.
-    eval_collator = MaskingCollator(
-        BlockMaskGenerator.from_config(config),
-        PretrainingTransform.from_config(config, image_processor, train=False),
-        image_column=image_column,
-        counter=counter,
-        seed=training_args.seed,
-        fixed_masks=True,
-    )
+    eval_collator = MaskingCollator.from_config(config, image_processor, train=False, **collator_options)
 
     # Trainer settings the script needs: keep the image column, eval loss on bool_masked_pos, no logits kept.
     training_args.remove_unused_columns = False

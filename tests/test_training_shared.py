@@ -242,8 +242,8 @@ def test_trainer_evaluates_on_the_same_crops_and_masks_every_time(tmp_path):
     dataset = Dataset.from_dict({"image": [PIL.Image.fromarray(array) for array in noise]})
     args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none", per_device_eval_batch_size=4,
                              remove_unused_columns=False, label_names=["bool_masked_pos"], prediction_loss_only=True)
-    eval_collator = MaskingCollator(BlockMaskGenerator(32, 8, 0.6), PretrainingTransform(32, train=False),
-                                    fixed_masks=True)
+    eval_collator = MaskingCollator.from_config(model.config, train=False)
+    assert eval_collator.fixed_masks and not MaskingCollator.from_config(model.config).fixed_masks
     fixed = A2MIMTrainer(model=model, args=args, eval_dataset=dataset, data_collator=make_collator(),
                          eval_data_collator=eval_collator)
     assert fixed.evaluate()["eval_loss"] == fixed.evaluate()["eval_loss"]

@@ -7,6 +7,7 @@ from torch.utils.data import get_worker_info
 
 from ..masking import BlockMaskGenerator
 from .images import SkippedImageCounter, decode_or_none
+from .transforms import PretrainingTransform
 
 
 def _process_rank() -> int:
@@ -58,6 +59,14 @@ class MaskingCollator:
         self.extra_columns = dict(extra_columns or {})
         self.fixed_masks = fixed_masks
         self.restart()
+
+    @classmethod
+    def from_config(cls, config, image_processor=None, train: bool = True, **kwargs) -> "MaskingCollator":
+        """The collator of an `A2MIMConfig`'s recipe: its block masks and `PretrainingTransform.from_config`'s train
+        transform, or (`train=False`, for evaluation) its center-crop transform with `fixed_masks=True`. `kwargs`
+        go to `__init__` (image_column, counter, seed, extra_columns)."""
+        transform = PretrainingTransform.from_config(config, image_processor, train=train)
+        return cls(BlockMaskGenerator.from_config(config), transform, fixed_masks=not train, **kwargs)
 
     def restart(self) -> None:
         """Forget the mask generators: the next batch of each (process, worker) starts a fresh one. Call it before a
