@@ -1,5 +1,6 @@
 """The Fashion-MNIST benchmark's pieces that need no training: data export, SimMIM mask adapter, result aggregation."""
 
+import dataclasses
 import gzip
 import sys
 import json
@@ -152,3 +153,19 @@ def test_failed_runs_are_listed_with_their_log_after_the_others_finish(tmp_path)
     with pytest.raises(RuntimeError, match=r"1 of 2 runs failed:\nbad failed \(exit 1\)(.|\n)*broken input"):
         run_all([bad, good], jobs=1, threads=1, after={})
     assert (tmp_path / "good" / "benchmark_run.json").is_file()
+
+
+def test_pretraining_seed_sets_the_initial_weights_and_the_pretraining_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    from benchmarks.fashion_mnist import BUDGETS, METHODS, pretraining_run
+
+    a2mim = next(m for m in METHODS if m.name == "ViT A2MIM")
+    data = {"pretrain": tmp_path / "pretrain.parquet"}
+    runs = {seed: pretraining_run(a2mim, dataclasses.replace(BUDGETS["quick"], pretrain_seed=seed), data,
+                                  tmp_path / f"seed{seed}") for seed in (0, 1)}
+    for seed, run in runs.items():
+        assert run.command[run.command.index("--seed") + 1] == str(seed)
+    weights = [load_file(tmp_path / f"seed{seed}" / "init" / "vit" / "encoder" / "model.safetensors") for seed in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    assert not all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
