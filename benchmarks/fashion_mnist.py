@@ -16,13 +16,15 @@ with the same data path and Trainer). Results: `benchmarks/results/fashion_mnist
 
 Fashion-MNIST comes from the Debian package `dataset-fashion-mnist` (or `FASHION_MNIST_DIR`); the data, the
 checkpoints and the logs of every run go to `benchmarks/cache/` (ignored by git); finished runs with the same
-command line are reused, so an interrupted benchmark resumes where it stopped (`--cached_only` reports what has
+command line and the same code (`code_fingerprint`) are reused, so an interrupted benchmark resumes where it stopped (`--cached_only` reports what has
 finished without starting anything).
 """
 
 import argparse
 import dataclasses
 import datetime
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -173,6 +175,25 @@ BUDGETS = {
 }
 
 
+CODE_FILES = ("modeling_a2mim", "run_pretraining.py", "run_finetuning.py", "run_linear_probe.py",
+              "benchmarks/simmim_pretraining.py")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code the runs execute (`CODE_FILES`) and of the torch and transformers versions: a cached run
+    is reused only when it was made by the same code, so that a table never mixes runs of different versions."""
+    import torch
+    import transformers
+
+    digest = hashlib.sha256(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    for name in CODE_FILES:
+        path = REPO / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class Run:
     """One subprocess: its command, its output folder, and the result parsed from that folder when it finishes."""
@@ -182,14 +203,15 @@ class Run:
     output_dir: Path
     read_result: object  # callable(output_dir) -> dict
     invalidates: Path | None = None  # cached runs that used this run's output; removed when this run (re)runs
+    code: str = field(default_factory=code_fingerprint)
 
     def cached_result(self) -> dict | None:
-        """The result of an earlier run of exactly this command, if it finished."""
+        """The result of an earlier run of exactly this command by the same code, if it finished."""
         done = self.output_dir / "benchmark_run.json"
         if not done.is_file():
             return None
         record = json.loads(done.read_text())
-        return record if record["command"] == self.command else None
+        return record if record["command"] == self.command and record.get("code") == self.code else None
 
     def execute(self, threads: int) -> dict:
         """Run (or reuse) the command with `threads` CPU threads; raise `RuntimeError` with the log tail on failure."""
@@ -220,7 +242,7 @@ class Run:
         if process.returncode != 0:
             tail = "\n".join(log.read_text().splitlines()[-30:])
             raise RuntimeError(f"{self.key} failed (exit {process.returncode}); log {log}:\n{tail}")
-        record = {"key": self.key, "command": self.command, "seconds": round(seconds, 1),
+        record = {"key": self.key, "command": self.command, "code": self.code, "seconds": round(seconds, 1),
                   **self.read_result(self.output_dir)}
         (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[done {seconds:5.0f}s] {self.key}", flush=True)
@@ -433,7 +455,7 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         f"# Fashion-MNIST: does A2MIM pretraining pay off? ({budget.mode} mode)",
         "",
         f"Run {date} on {machine}; the runs took {run_seconds / 60:.0f} min summed over runs ({jobs} in "
-        f"parallel). Command: `{command}`"
+        f"parallel). Command: `{command}` (code fingerprint `{code_fingerprint()}`)"
         + (f"\n\n{note}" if note else ""),
         "",
         "Test top-1 (%), mean ± std over fine-tuning seeds (n = number of seeds where fewer than "
@@ -479,6 +501,7 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
         "date": date,
         "machine": machine,
         "command": command,
+        "code_fingerprint": code_fingerprint(),
         "run_seconds_summed": round(run_seconds, 1),
         "budget": asdict(budget),
         "methods": [asdict(m) for m in methods],

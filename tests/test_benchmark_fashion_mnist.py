@@ -144,6 +144,21 @@ def test_runs_respect_dependencies_and_are_reused_when_the_command_is_unchanged(
     assert log.read_text() == "aba" and not second.output_dir.exists()
 
 
+def test_runs_made_by_other_code_are_not_reused(tmp_path):
+    from benchmarks.fashion_mnist import code_fingerprint, run_all
+
+    log = tmp_path / "log"
+    log.write_text("")
+    run = _python_run(tmp_path, "run", "open({!r}, 'a').write('x')".format(str(log)))
+    assert run.code == code_fingerprint() and len(run.code) == 16
+    assert run_all([run], jobs=1, threads=1, after={})[0]["code"] == run.code
+    run_all([run], jobs=1, threads=1, after={})
+    assert log.read_text() == "x"  # same command, same code: reused
+    run.code = "edited-package"
+    run_all([run], jobs=1, threads=1, after={})
+    assert log.read_text() == "xx"  # same command, other code: run again
+
+
 def test_failed_runs_are_listed_with_their_log_after_the_others_finish(tmp_path):
     from benchmarks.fashion_mnist import run_all
 
