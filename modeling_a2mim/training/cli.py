@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser
@@ -31,18 +32,14 @@ def parse_script_arguments(dataclass_types, argv: list[str] | None = None) -> tu
     argv = sys.argv[1:] if argv is None else argv
     parser = HfArgumentParser(dataclass_types)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = os.path.abspath(argv[0])
-        if path.endswith(".json"):
-            parsed = parser.parse_json_file(path)
-            with open(path) as handle:
-                given = set(json.load(handle))
+        text = Path(argv[0]).read_text(encoding="utf-8")
+        if argv[0].endswith(".json"):
+            values = json.loads(text)
         else:
             import yaml
 
-            parsed = parser.parse_yaml_file(path)
-            with open(path) as handle:
-                given = set(yaml.safe_load(handle))
-    else:
-        parsed = parser.parse_args_into_dataclasses(args=argv)
-        given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+            values = yaml.safe_load(text)
+        return (*parser.parse_dict(values), set(values))
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
     return (*parsed, given)
