@@ -19,10 +19,9 @@ from transformers import TrainingArguments, ViTImageProcessor, set_seed
 from transformers.integrations import is_tensorboard_available
 
 import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
-from modeling_a2mim import BlockMaskGenerator
 from modeling_a2mim.data import SkippedImageCounter, decode_image
 from modeling_a2mim.data.collator import MaskingCollator
-from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PretrainingTransform
+from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
@@ -180,10 +179,10 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         step_decay_at=step_decay_at,
     )
     add_first(trainer, SkippedImagesCallback(counter))
+    # The reconstruction picture shows center crops (the eval collator's transform) with masks of a fixed seed.
     held = held_out_images(eval_dataset if eval_dataset is not None else train_dataset, image_column,
-                           PretrainingTransform.from_config(config, image_processor, train=False),
-                           model_args.num_reconstruction_images)
-    held_masks = BlockMaskGenerator.from_config(config)(len(held), generator=torch.Generator().manual_seed(0))
+                           eval_collator.transform, model_args.num_reconstruction_images)
+    held_masks = eval_collator.mask_generator(len(held), generator=torch.Generator().manual_seed(0))
     reconstructions = ReconstructionCallback(held, held_masks, image_processor.image_mean, image_processor.image_std)
     trainer.add_callback(reconstructions)
 
