@@ -20,21 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoConfig,
-    HfArgumentParser,
-    TrainingArguments,
-    ViTForMaskedImageModeling,
-    ViTImageProcessor,
-)
+from transformers import AutoConfig, HfArgumentParser, TrainingArguments, ViTForMaskedImageModeling
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modeling_a2mim.data import SkippedImageCounter  # noqa: E402
 from modeling_a2mim.data.collator import MaskingCollator  # noqa: E402
-from modeling_a2mim.data.transforms import CROP_SCALE, PretrainingTransform  # noqa: E402
+from modeling_a2mim.data.transforms import CROP_SCALE, IMAGENET_MEAN, IMAGENET_STD, PretrainingTransform  # noqa: E402
 from modeling_a2mim.masking import BlockMaskGenerator, upsample_mask  # noqa: E402
-from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from modeling_a2mim.modeling_a2mim import imagenet_image_processor  # noqa: E402
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits  # noqa: E402
 from modeling_a2mim.training.optimization import A2MIMTrainer  # noqa: E402
 
@@ -94,10 +88,8 @@ def main(argv=None):
     )
     result = trainer.train()
     trainer.save_model()
-    size = config.image_size
     # The statistics the transform normalized with, as `save_encoder` writes them for A2MIM encoders.
-    ViTImageProcessor(size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
-                      ).save_pretrained(training_args.output_dir)
+    imagenet_image_processor(config.image_size).save_pretrained(training_args.output_dir)
     trainer.save_metrics("train", {**result.metrics, "skipped_images": counter.value})
 
 

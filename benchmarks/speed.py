@@ -316,18 +316,13 @@ def pipeline_images_per_second(files: list[str], num_workers: int, args) -> dict
     from transformers import Trainer, TrainingArguments, ViTImageProcessor
 
     from modeling_a2mim.data.collator import MaskingCollator
-    from modeling_a2mim.data.transforms import PretrainingTransform
     from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 
     config = A2MIMConfig.from_preset("resnet-50")
     size = config.image_size
     image_processor = ViTImageProcessor(size={"height": size, "width": size})
     train_dataset, _, image_column = prepare_splits(DataArguments(data_files=files, streaming=True), seed=0)
-    collator = MaskingCollator(
-        BlockMaskGenerator.from_config(config),
-        PretrainingTransform.from_config(config, image_processor, train=True),
-        image_column=image_column,
-    )
+    collator = MaskingCollator.from_config(config, image_processor, train=True, image_column=image_column)
     with tempfile.TemporaryDirectory() as output_dir:
         training_args = TrainingArguments(
             output_dir=output_dir, per_device_train_batch_size=args.batch_size, dataloader_num_workers=num_workers,
