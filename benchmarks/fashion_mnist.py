@@ -22,7 +22,6 @@ finished without starting anything).
 
 import argparse
 import dataclasses
-import datetime
 import functools
 import hashlib
 import json
@@ -41,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.fashion_mnist_data import export_fashion_mnist  # noqa: E402
+from benchmarks.machine import cpu_model, utc_timestamp  # noqa: E402
 from benchmarks.fashion_mnist_report import (  # noqa: E402
     compare,
     headlines,
@@ -387,16 +387,8 @@ def evaluation_run(method: Method, checkpoint: Path, protocol: Protocol, seed: i
 def machine_description() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} CPU cores, torch {torch.__version__}, {platform.system()} {platform.release()}"
+    return f"{cpu_model()}, {cores} CPU cores, torch {torch.__version__}, {platform.system()} {platform.release()}"
 
 
 def display(command: list[str]) -> str:
@@ -423,7 +415,7 @@ def write_report(budget: Budget, methods: list[Method], records: list[dict], pre
     summaries = summarize(records)
     comparisons = compare(summaries, COMPARISONS, protocols)
     machine = machine_description()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = utc_timestamp()
     shown = [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
     command = shlex.join(["python", "benchmarks/fashion_mnist.py", *(a for a in shown if a != "--cached_only")])
     pool = "all 60,000" if budget.pretrain_images == 60_000 else f"a fixed subset of {budget.pretrain_images:,} of the"

@@ -28,7 +28,6 @@ On CUDA (untested here: the benchmark machine has no GPU) the steps run under bf
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import cpu_model, utc_timestamp  # noqa: E402
 from modeling_a2mim import A2MIMConfig, A2MIMForMaskedImageModeling  # noqa: E402
 from modeling_a2mim.masking import BlockMaskGenerator  # noqa: E402
 from modeling_a2mim.presets import PRESETS  # noqa: E402
@@ -421,11 +421,9 @@ def comparisons(vit_sizes: list[str]) -> list[Comparison]:
 
 
 def machine_info() -> dict:
-    with open("/proc/cpuinfo") as cpuinfo:
-        models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.M)
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": models[0] if models else platform.processor(),
+        "date": utc_timestamp(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
