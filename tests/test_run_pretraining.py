@@ -72,9 +72,13 @@ def test_imagefolder_mixed_modes_corrupt_file_vit_and_push(tmp_path, monkeypatch
     assert not list(out.rglob("*.tmp"))
 
     assert calls["repo"] == "someone/a2mim-test"
-    assert sorted(calls["files"]) == ["README.md", "all_results.json", "config.json", "model.safetensors",
-                                      "preprocessor_config.json", "reconstructions.png"]
+    assert sorted(calls["files"]) == ["README.md", "all_results.json", "config.json", "configuration_a2mim.py",
+                                      "losses.py", "masking.py", "model.safetensors", "modeling_a2mim.py",
+                                      "preprocessor_config.json", "presets.py", "reconstructions.png"]
     assert calls["files"]["README.md"] == (out / "README.md").read_bytes()
+    # Every code file save_pretrained wrote went up: the folder test_modeling.py loads with trust_remote_code=True
+    # in a process without the package.
+    assert {path.name for path in out.glob("*.py")} <= set(calls["files"])
 
 
 def test_parquet_streaming_resnet_from_yaml_file(tmp_path):

@@ -19,10 +19,13 @@ HUB_FILES = (
 
 
 def files_to_push(output_dir: str) -> list[str]:
-    """The files of `output_dir` that `push_output_dir` uploads: `HUB_FILES` and sharded weights, sorted."""
+    """The files of `output_dir` that `push_output_dir` uploads, sorted: `HUB_FILES`, sharded weights, and the
+    model code `save_pretrained` copies next to `config.json` (its `auto_map` names it), without which
+    `from_pretrained(repo, trust_remote_code=True)` cannot load the model."""
     names = set(os.listdir(output_dir))
     shards = {n for n in names if n.startswith("model-") and n.endswith(".safetensors")}
-    return sorted((names & set(HUB_FILES)) | shards)
+    code = {n for n in names if n.endswith(".py")}
+    return sorted((names & set(HUB_FILES)) | shards | code)
 
 
 def push_output_dir(output_dir: str, repo_id: str, token: str | None = None, private: bool | None = None,
