@@ -30,6 +30,7 @@ from transformers.models.beit.modeling_beit import BeitRelativePositionBias
 
 from .configuration_a2mim import A2MIMConfig
 from .modeling_a2mim import A2MIMForMaskedImageModeling, imagenet_image_processor
+from .training.hub import push_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -413,15 +414,6 @@ def save_converted(model: PreTrainedModel, image_size: int, output_dir) -> None:
     logger.info("Saved %s to %s.", type(model).__name__, output_dir)
 
 
-def push_to_hub(output_dir, repo_id: str) -> None:
-    """Upload the converted folder to the Hugging Face Hub repository `repo_id` (created if needed)."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, commit_message="Convert openmixup A2MIM checkpoint")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="openmixup .pth file")
@@ -439,7 +431,7 @@ def main(argv=None) -> None:
         args.checkpoint, output_dir=args.output_dir, preset=args.preset, config=config, use_ema=args.use_ema
     )
     if args.push_to_hub:
-        push_to_hub(args.output_dir, args.push_to_hub)
+        push_output_dir(str(args.output_dir), args.push_to_hub, commit_message="Convert openmixup A2MIM checkpoint")
 
 
 if __name__ == "__main__":

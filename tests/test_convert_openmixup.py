@@ -259,6 +259,23 @@ def test_resnet_pretraining_matches_reference(tmp_path):
     assert (tmp_path / "out" / "model.safetensors").exists()
 
 
+def test_push_to_hub_uploads_weights_config_processor_and_model_code(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    calls = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", repo_id))
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: calls.setdefault(
+        "files", sorted(op.path_in_repo for op in operations)))
+    _, _, checkpoint = tiny_resnet_pretraining()
+    torch.save(checkpoint, tmp_path / "a2mim_r50_l3.pth")
+    tiny_bottleneck_config().to_json_file(tmp_path / "config.json")
+    main(["--checkpoint", str(tmp_path / "a2mim_r50_l3.pth"), "--output_dir", str(tmp_path / "out"),
+          "--config", str(tmp_path / "config.json"), "--push_to_hub", "someone/a2mim-r50"])  # fmt: skip
+    assert calls["repo"] == "someone/a2mim-r50"
+    assert calls["files"] == ["config.json", "configuration_a2mim.py", "losses.py", "masking.py", "model.safetensors",
+                              "modeling_a2mim.py", "preprocessor_config.json", "presets.py"]
+
+
 def test_vit_pretraining_matches_reference(tmp_path, caplog):
     backbone, neck, checkpoint = tiny_vit_pretraining()
     with caplog.at_level(logging.INFO, logger="modeling_a2mim.convert_openmixup"):
