@@ -50,6 +50,9 @@ class A2MIMConfig(PreTrainedConfig):
             Share `w_u` of the prediction kept on unmasked pixels in the frequency loss input.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the truncated normal init of the mask token and the decoder.
+        preset (`str`, *optional*):
+            The named preset this config was built from (`from_preset` sets it). Saved with the checkpoint, so that
+            training continued from it keeps that preset's recipe.
 
     Example:
 
@@ -83,6 +86,7 @@ class A2MIMConfig(PreTrainedConfig):
     frequency_loss_weight: float | int = 0.1
     frequency_unmask_weight: float | int = 0.0
     initializer_range: float = 0.02
+    preset: str | None = None
 
     def __post_init__(self, **kwargs):
         backbone_type = self._backbone_type(self.backbone_config)
@@ -118,6 +122,7 @@ class A2MIMConfig(PreTrainedConfig):
             raise ValueError(f"Unknown A2MIM preset {name!r}. Known presets: {', '.join(cls.presets())}.")
         kwargs = copy.deepcopy(PRESETS[name])
         kwargs.update(overrides)
+        kwargs.setdefault("preset", name)
         return cls(**kwargs)
 
     @staticmethod
@@ -125,6 +130,11 @@ class A2MIMConfig(PreTrainedConfig):
         return list(PRESETS)
 
     # ----- derived geometry -------------------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        """The encoder family: `"vit"` (BEiT / ViT encoders) or `"resnet"`."""
+        return "vit" if self.is_vit_family else "resnet"
+
     @property
     def is_vit_family(self) -> bool:
         return self.backbone_config.model_type in VIT_FAMILY

@@ -37,8 +37,9 @@ class FocalFrequencyLoss(nn.Module):
     The prediction is first blended into the target where it is not asked for:
     `x_tilde = prediction * M_f + x_mix * (1 - M_f)` with `x_mix = 0.5 * stopgrad(prediction) + 0.5 * target` and
     `M_f = M + (1 - M) * unmask_weight`. Then, with `F` the orthonormal 2-D FFT per channel averaged over the batch,
-    `D = F(x_tilde) - F(target)`, the detached weight `w = log(1 + |D|) / max_{h,w} log(1 + |D|)` (per channel,
-    clamped to [0, 1], NaN -> 0) and the loss `mean(w * |D| ** 2)`.
+    `D = F(x_tilde) - F(target)`, the detached weight `w = log(1 + |D|) / max_{c,h,w} log(1 + |D|)` (one maximum over
+    every channel and frequency, as the reference's `batch_matrix=True`; clamped to [0, 1], NaN -> 0) and the loss
+    `mean(w * |D| ** 2)`.
     """
 
     def __init__(self, unmask_weight: float = 0.0):
@@ -57,7 +58,7 @@ class FocalFrequencyLoss(nn.Module):
             squared_distance = difference.real**2 + difference.imag**2
             with torch.no_grad():
                 log_distance = torch.log1p(squared_distance.sqrt())
-                weight = log_distance / log_distance.amax(dim=(-2, -1), keepdim=True)
+                weight = log_distance / log_distance.amax()
                 weight = torch.nan_to_num(weight, nan=0.0).clamp(0.0, 1.0)
             return (weight * squared_distance).mean()
 

@@ -47,6 +47,7 @@ def test_preset_overrides_and_save_load_round_trip(tmp_path):
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, A2MIMConfig) and isinstance(loaded.backbone_config, BeitConfig)
     assert loaded.mask_ratio == 0.5 and loaded.backbone_config.hidden_size == 96
+    assert loaded.preset == "vit-micro" and loaded.family == "vit"
     without_path = lambda c: {k: v for k, v in c.to_dict().items() if k != "_name_or_path"}  # noqa: E731
     assert without_path(loaded) == without_path(config)
 

@@ -50,7 +50,7 @@ def test_focal_l1_matches_its_formula():
 
 
 def _reference_frequency_loss(p, t, m, w_u):
-    """Direct numpy version: blend, batch-mean spectrum per channel, log weight per channel."""
+    """Direct numpy version: blend, batch-mean spectrum per channel, log weight over its single maximum."""
     mix = 0.5 * p + 0.5 * t
     keep = m + (1 - m) * w_u
     blended = p * keep + mix * (1 - keep)
@@ -58,7 +58,7 @@ def _reference_frequency_loss(p, t, m, w_u):
     spectrum_t = np.fft.fft2(t, norm="ortho").mean(axis=0)
     distance = np.abs(spectrum_b - spectrum_t)
     weight = np.log(1 + distance)
-    weight = weight / weight.max(axis=(1, 2), keepdims=True)
+    weight = weight / weight.max()
     return float((weight * distance**2).mean())
 
 
@@ -102,7 +102,7 @@ def _two_fft_frequency_loss(prediction, target, pixel_mask, unmask_weight):
     blended = prediction * keep + mix * (1 - keep)
     difference = torch.fft.fft2(blended, norm="ortho").mean(0) - torch.fft.fft2(target, norm="ortho").mean(0)
     weight = torch.log1p(difference.abs()).detach()
-    weight = torch.nan_to_num(weight / weight.amax(dim=(-2, -1), keepdim=True), nan=0.0).clamp(0, 1)
+    weight = torch.nan_to_num(weight / weight.amax(), nan=0.0).clamp(0, 1)
     return (weight * difference.abs() ** 2).mean()
 
 
@@ -124,3 +124,18 @@ def test_single_fft_of_the_mean_difference_has_the_two_fft_value_and_gradient(un
 def test_frequency_loss_is_zero_for_a_perfect_prediction():
     target = torch.randn(2, 3, 8, 8)
     assert FocalFrequencyLoss()(target.clone(), target, torch.ones(2, 1, 8, 8)).item() == 0.0
+
+
+def test_focal_weight_divides_by_one_maximum_over_all_channels():
+    """openmixup's head builds the loss with `batch_matrix=True`: one maximum over channels and frequencies.
+
+    Hand-made example: channel 0 has a spectrum difference of 1 at DC only, channel 1 of 3 at DC only (a constant
+    image error of 1/4 resp. 3/4 on a 4x4 grid, orthonormal FFT). Single maximum: w = log 2 / log 4 on channel 0 and
+    1 on channel 1, loss = (log 2 / log 4 * 1 + 9) / 32. A per-channel maximum would give (1 + 9) / 32.
+    """
+    target = torch.zeros(1, 2, 4, 4)
+    prediction = torch.cat([torch.full((1, 1, 4, 4), 0.25), torch.full((1, 1, 4, 4), 0.75)], dim=1)
+    mask = torch.ones(1, 1, 4, 4)
+    loss = FocalFrequencyLoss()(prediction, target, mask).item()
+    assert loss == pytest.approx((math.log(2) / math.log(4) + 9) / 32, rel=1e-6)
+    assert loss != pytest.approx(10 / 32, rel=1e-3)

@@ -54,8 +54,10 @@ RECIPE_FIELDS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "w
 
 
 def recipe_for(config, preset: str | None = None) -> tuple[str, PretrainingRecipe]:
-    """`(name, recipe)` for a preset name (`vit-micro` / `resnet-micro` get the demo recipes) or the config's family."""
-    family = "vit" if config.is_vit_family else "resnet"
+    """`(name, recipe)` for a preset name, else the preset the config remembers (`vit-micro` / `resnet-micro` get the
+    demo recipes), else the config's family."""
+    preset = preset or config.preset
+    family = config.family
     name = f"{family}-micro" if preset and preset.endswith("-micro") else family
     return name, RECIPES[name]
 
