@@ -3,7 +3,7 @@ import io
 import numpy as np
 import PIL.Image
 import pytest
-from datasets import Dataset, Features, Image, Value
+from datasets import Dataset, DatasetDict, Features, Image, Value
 
 from modeling_a2mim.data import (
     SkippedImageCounter,
@@ -68,3 +68,17 @@ def test_conflicting_or_missing_sources_are_refused(tmp_path):
         load_image_dataset(dataset_name="x", train_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="--data_files not found"):
         load_image_dataset(data_files=str(tmp_path / "missing.parquet"))
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_save_to_disk_folders_load_and_a_single_dataset_is_the_train_split(tmp_path, streaming):
+    features = Features({"image": Image(), "id": Value("int64")})
+    rows = {"image": [{"bytes": _png("RGB"), "path": None}] * 3, "id": [0, 1, 2]}
+    single = Dataset.from_dict(rows, features=features)
+    single.save_to_disk(str(tmp_path / "dataset"))
+    DatasetDict({"train": single, "validation": single.select([0])}).save_to_disk(str(tmp_path / "dict"))
+
+    dataset = load_image_dataset(dataset_name=str(tmp_path / "dataset"), streaming=streaming)
+    assert list(dataset) == ["train"] and [row["id"] for row in dataset["train"]] == [0, 1, 2]
+    dataset = load_image_dataset(dataset_name=str(tmp_path / "dict"), streaming=streaming)
+    assert sorted(dataset) == ["train", "validation"] and [row["id"] for row in dataset["validation"]] == [0]

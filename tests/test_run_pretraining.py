@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import PIL.Image
 import pytest
 import torch
@@ -95,6 +96,16 @@ def test_parquet_streaming_resnet_from_yaml_file(tmp_path):
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 8
     assert_learned(out, "resnet-micro", 72)
+
+
+def test_a_dataset_saved_with_save_to_disk_is_the_train_split(tmp_path):
+    parquet = write_parquet(tmp_path / "train.parquet", count=8, size=32)
+    datasets.Dataset.from_parquet(str(parquet)).save_to_disk(str(tmp_path / "saved"))
+    out = tmp_path / "out"
+    run_pretraining.main(["--output_dir", str(out), "--dataset_name", str(tmp_path / "saved"), "--max_steps", "1",
+                          "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none",
+                          *FAST])
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ unreadable files instead of crashing a long run (see `images.py`).
 import os
 from pathlib import Path
 
-from datasets import DatasetDict, Image, IterableDatasetDict, load_dataset
+from datasets import DatasetDict, Image, IterableDatasetDict, load_dataset, load_from_disk
 
 from .embedded import EMBEDDED_DATA_FILES
 
@@ -34,6 +34,21 @@ def _as_split_files(data_files) -> dict[str, list[str]]:
             for split, files in data_files.items()}
 
 
+def is_saved_dataset(path: str) -> bool:
+    """Whether `path` is a folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    folder = Path(path)
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def _load_saved_dataset(path: str, streaming: bool) -> DatasetDict | IterableDatasetDict:
+    """A `save_to_disk` folder as a dict of splits; a single saved `Dataset` is the train split."""
+    dataset = load_from_disk(path)
+    splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"train": dataset}
+    if streaming:
+        return IterableDatasetDict({name: split.to_iterable_dataset() for name, split in splits.items()})
+    return DatasetDict(splits)
+
+
 def load_image_dataset(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
@@ -46,7 +61,8 @@ def load_image_dataset(
 ) -> DatasetDict | IterableDatasetDict:
     """Load the training data named by the script arguments; with none of them, the embedded Fashion-MNIST subset.
 
-    Exactly one source is used: `dataset_name` (Hub id or local dataset folder/script), `train_dir`
+    Exactly one source is used: `dataset_name` (Hub id, local dataset folder, or a folder written by
+    `Dataset.save_to_disk` / `DatasetDict.save_to_disk`, read with `load_from_disk`), `train_dir`
     (+ `validation_dir`, image folders), or `data_files` (parquet/arrow/csv/json/image files, a list or a
     `{split: files}` dict).
     """
@@ -57,7 +73,9 @@ def load_image_dataset(
     if validation_dir and not train_dir:
         raise ValueError("--validation_dir needs --train_dir.")
     common = {"streaming": streaming, "cache_dir": cache_dir}
-    if dataset_name:
+    if dataset_name and is_saved_dataset(dataset_name):
+        dataset = _load_saved_dataset(dataset_name, streaming)
+    elif dataset_name:
         dataset = load_dataset(dataset_name, dataset_config_name, token=token, **common)
     elif train_dir:
         files = {"train": os.path.join(train_dir, "**")}
