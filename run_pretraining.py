@@ -19,7 +19,7 @@ from transformers import TrainingArguments, ViTImageProcessor, set_seed
 from transformers.integrations import is_tensorboard_available
 
 import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
-from modeling_a2mim.data import SkippedImageCounter, decode_image
+from modeling_a2mim.data import SkippedImageCounter, first_readable_images
 from modeling_a2mim.data.collator import MaskingCollator
 from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from modeling_a2mim.presets import PRESETS
@@ -89,19 +89,6 @@ def check_arguments(data_args: DataArguments, training_args: TrainingArguments) 
         raise ValueError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
     if training_args.fp16 and (training_args.use_cpu or not torch.cuda.is_available()):
         raise ValueError("--fp16 needs a CUDA GPU (on CPU it would be silently ignored); use --bf16 on CPU.")
-
-
-def held_out_images(dataset, image_column: str, transform, count: int) -> torch.Tensor:
-    """The first `count` readable images of `dataset`, center-cropped and normalized: `(N, 3, H, W)`."""
-    images = []
-    for example in dataset:
-        if len(images) == count:
-            break
-        try:
-            images.append(transform(decode_image(example[image_column])))
-        except (OSError, ValueError):
-            continue
-    return torch.stack(images)
 
 
 def main(argv: list[str] | None = None, callbacks=()) -> dict:
@@ -180,8 +167,8 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     )
     add_first(trainer, SkippedImagesCallback(counter))
     # The reconstruction picture shows center crops (the eval collator's transform) with masks of a fixed seed.
-    held = held_out_images(eval_dataset if eval_dataset is not None else train_dataset, image_column,
-                           eval_collator.transform, model_args.num_reconstruction_images)
+    held = first_readable_images(eval_dataset if eval_dataset is not None else train_dataset, image_column,
+                                 eval_collator.transform, model_args.num_reconstruction_images)
     held_masks = eval_collator.mask_generator(len(held), generator=torch.Generator().manual_seed(0))
     reconstructions = ReconstructionCallback(held, held_masks, image_processor.image_mean, image_processor.image_std)
     trainer.add_callback(reconstructions)

@@ -3,6 +3,7 @@ import io
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from datasets import Dataset, DatasetDict, Features, Image, Value
 
 from modeling_a2mim.data import (
@@ -10,6 +11,7 @@ from modeling_a2mim.data import (
     decode_image,
     decode_or_none,
     find_image_column,
+    first_readable_images,
     load_image_dataset,
 )
 
@@ -82,3 +84,21 @@ def test_save_to_disk_folders_load_and_a_single_dataset_is_the_train_split(tmp_p
     assert list(dataset) == ["train"] and [row["id"] for row in dataset["train"]] == [0, 1, 2]
     dataset = load_image_dataset(dataset_name=str(tmp_path / "dict"), streaming=streaming)
     assert sorted(dataset) == ["train", "validation"] and [row["id"] for row in dataset["validation"]] == [0]
+
+
+def test_a_requested_column_must_hold_decodable_images():
+    rows = {"png": [_png("RGB")], "path": ["missing.png"], "label": [3]}
+    dataset = Dataset.from_dict(rows, features=Features({"png": Value("binary"), "path": Value("string"),
+                                                         "label": Value("int64")}))
+    assert find_image_column(dataset, "png") == "png"
+    with pytest.raises(ValueError, match=r"'path' does not hold images: none of its first 1 values decodes"):
+        find_image_column(dataset, "path")
+    with pytest.raises(ValueError, match=r"'label' does not hold images: it is Value\('int64'\)"):
+        find_image_column(dataset, "label")
+
+
+def test_held_out_image_search_is_bounded():
+    rows = [{"image": b"broken"}] * 5 + [{"image": _png("RGB")}] * 3
+    assert first_readable_images(rows, "image", lambda image: torch.zeros(3, 2, 2), count=2).shape == (2, 3, 2, 2)
+    with pytest.raises(ValueError, match="^No readable images in the first 4 examples of 'image'"):
+        first_readable_images(rows, "image", lambda image: torch.zeros(3, 2, 2), count=2, search_limit=4)

@@ -123,6 +123,18 @@ def test_clear_errors_before_training(tmp_path, extra, message):
         run_pretraining.main(["--output_dir", str(tmp_path), "--max_train_samples", "8", *FAST, *extra])
 
 
+def test_a_column_without_images_or_only_unreadable_images_is_a_one_line_error(tmp_path):
+    parquet = write_parquet(tmp_path / "train.parquet", count=4, size=32)
+    args = ["--output_dir", str(tmp_path / "out"), "--max_steps", "1", *FAST]
+    with pytest.raises(ValueError, match=r"^--image_column_name 'id' does not hold images: it is Value\('int64'\)"):
+        run_pretraining.main([*args, "--data_files", str(parquet), "--image_column_name", "id"])
+    broken = datasets.Dataset.from_dict({"image": [{"bytes": b"not a png", "path": None}] * 12},
+                                        features=datasets.Features({"image": datasets.Image()}))
+    broken.to_parquet(str(tmp_path / "broken.parquet"))
+    with pytest.raises(ValueError, match="^No readable images in the first 12 examples of 'image'"):
+        run_pretraining.main([*args, "--data_files", str(tmp_path / "broken.parquet")])
+
+
 def test_empty_dataset_error_from_the_command_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run(

@@ -5,8 +5,12 @@ import logging
 import multiprocessing
 
 import PIL.Image
+import torch
 
 logger = logging.getLogger(__name__)
+
+# What decoding an unreadable, truncated or non-image value raises.
+UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, TypeError, AttributeError, PIL.Image.DecompressionBombError)
 
 
 class SkippedImageCounter:
@@ -51,9 +55,27 @@ def decode_or_none(value, counter: SkippedImageCounter | None = None, mode: str 
     """`decode_image`, or `None` (counted in `counter` and logged) when the image is unreadable."""
     try:
         return decode_image(value, mode)
-    except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as error:
+    except UNREADABLE_IMAGE_ERRORS as error:
         if counter is not None:
             counter.add()
         where = value.get("path") if isinstance(value, dict) else None
         logger.warning("Skipping an unreadable image%s: %s", f" ({where})" if where else "", error)
         return None
+
+
+def first_readable_images(dataset, image_column: str, transform, count: int, search_limit: int = 500) -> torch.Tensor:
+    """The first `count` readable images among the first `search_limit` examples of `dataset`, each passed through
+    `transform`: `(N, 3, H, W)` with `1 <= N <= count`. Raises `ValueError` when none of them is readable."""
+    images, searched = [], 0
+    for example in dataset:
+        if len(images) == count or searched == search_limit:
+            break
+        searched += 1
+        try:
+            images.append(transform(decode_image(example[image_column])))
+        except UNREADABLE_IMAGE_ERRORS:
+            continue
+    if not images:
+        raise ValueError(f"No readable images in the first {searched} examples of {image_column!r}; check the data "
+                         "source and --image_column_name.")
+    return torch.stack(images)

@@ -8,9 +8,13 @@ unreadable files instead of crashing a long run (see `images.py`).
 import os
 from pathlib import Path
 
-from datasets import DatasetDict, Image, IterableDatasetDict, load_dataset, load_from_disk
+from datasets import DatasetDict, Image, IterableDatasetDict, Value, load_dataset, load_from_disk
 
 from .embedded import EMBEDDED_DATA_FILES
+from .images import UNREADABLE_IMAGE_ERRORS, decode_image
+
+# Examples of a column that is not a `datasets.Image` feature that are tried as images before accepting it.
+IMAGE_CHECK_EXAMPLES = 8
 
 _BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 
@@ -99,9 +103,11 @@ def load_image_dataset(
 
 
 def find_image_column(dataset, requested: str | None = None) -> str:
-    """The image column: `requested` if it exists, else the single `datasets.Image` column.
+    """The image column: `requested` if it holds images, else the single `datasets.Image` column.
 
-    Raises `ValueError` listing the columns and their types when the choice is missing or ambiguous.
+    A requested column that is not a `datasets.Image` feature must be binary or string (image bytes or paths) and
+    at least one of its first `IMAGE_CHECK_EXAMPLES` values must decode. Raises `ValueError` listing the columns and
+    their types when the choice is missing, ambiguous or holds no images.
     """
     features = dataset.features
     if features is None:  # some streaming sources only know their columns after the first example
@@ -110,6 +116,7 @@ def find_image_column(dataset, requested: str | None = None) -> str:
     if requested is not None:
         if requested not in features:
             raise ValueError(f"--image_column_name {requested!r} is not a column. Columns: {described}.")
+        _check_holds_images(dataset, requested, features[requested], described)
         return requested
     image_columns = [name for name, feature in features.items() if isinstance(feature, Image)]
     if len(image_columns) == 1:
@@ -117,6 +124,24 @@ def find_image_column(dataset, requested: str | None = None) -> str:
     if not image_columns:
         raise ValueError(f"No image column found. Columns: {described}. Name it with --image_column_name.")
     raise ValueError(f"Several image columns ({', '.join(image_columns)}); choose one with --image_column_name.")
+
+
+def _check_holds_images(dataset, column: str, feature, described: str) -> None:
+    """`ValueError` unless `column` is an `Image` feature or holds decodable bytes/paths in its first examples."""
+    if isinstance(feature, Image):
+        return
+    not_images = f"--image_column_name {column!r} does not hold images"
+    if not (isinstance(feature, Value) and feature.dtype in ("binary", "large_binary", "string", "large_string")):
+        raise ValueError(f"{not_images}: it is {feature!r}. Columns: {described}.")
+    values = [example[column] for example in dataset.take(IMAGE_CHECK_EXAMPLES)]
+    for value in values:
+        try:
+            decode_image(value)
+            return
+        except UNREADABLE_IMAGE_ERRORS:
+            continue
+    raise ValueError(f"{not_images}: none of its first {len(values)} values decodes as an image (bytes or a path). "
+                     f"Columns: {described}.")
 
 
 def without_image_decoding(dataset, image_column: str):
