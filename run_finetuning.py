@@ -85,7 +85,7 @@ def load_labelled_splits(data_args, training_args, hub_kwargs):
     train_dataset, eval_dataset, image_column = prepare_splits(data_args, training_args.seed, **hub_kwargs)
     if training_args.do_eval and eval_dataset is None:
         raise ValueError(
-            "--do_eval needs an evaluation split: the data has no validation/test split; add --validation_split 0.1 "
+            "--do_eval needs an evaluation split: the data has no validation/test split; add --train_val_split 0.1 "
             "(or --validation_dir)."
         )
     label_column, labels, label_map = resolve_label_column(

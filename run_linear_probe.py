@@ -72,7 +72,7 @@ def main():
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
     train, evaluation, image_column = prepare_splits(data_args, probe_args.seed, **hub_kwargs)
     if evaluation is None:
-        raise ValueError("The probes need an evaluation split: add --validation_split 0.1 (or --validation_dir).")
+        raise ValueError("The probes need an evaluation split: add --train_val_split 0.1 (or --validation_dir).")
     label_column, labels, label_map = resolve_label_column(train, data_args.label_column_name)
     if data_args.train_samples_per_class is not None:
         train = samples_per_class(train, label_column, data_args.train_samples_per_class, probe_args.seed, label_map)

@@ -202,7 +202,7 @@ def test_undecodable_images_are_skipped_and_counted(checkpoints, tmp_path):
     Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "train.parquet"))
     output = tmp_path / "skip"
     run_script(run_finetuning, "--model_name_or_path", str(checkpoints["vit"]), "--output_dir", str(output),
-               "--data_files", str(tmp_path / "train.parquet"), "--validation_split", "0.25", "--do_train",
+               "--data_files", str(tmp_path / "train.parquet"), "--train_val_split", "0.25", "--do_train",
                "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--use_cpu",
                "--report_to", "none", "--save_strategy", "no")
     # one pass over the 12 training and 4 evaluation rows meets each of the 4 broken images once

@@ -140,7 +140,7 @@ def test_prepare_splits_embedded_default():
 def test_prepare_splits_held_out_fraction_and_max_samples(tmp_path):
     for i in range(10):
         PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / f"{i}.png")
-    args = DataArguments(train_dir=str(tmp_path), validation_split=0.2, max_train_samples=5)
+    args = DataArguments(train_dir=str(tmp_path), train_val_split=0.2, max_train_samples=5)
     train, eval_dataset, column = prepare_splits(args, seed=0)
     assert (len(train), len(eval_dataset), column) == (5, 2, "image")
 
@@ -167,10 +167,10 @@ def test_prepare_splits_clear_errors(tmp_path):
                    {"train_dir": str(tmp_path / "folder")}):
         with pytest.raises(ValueError, match="The data source has no examples"):
             prepare_splits(DataArguments(**source), seed=0)
-    with pytest.raises(ValueError, match="--validation_split .* streamed"):
-        prepare_splits(DataArguments(data_files=[str(empty)], streaming=True, validation_split=0.1), seed=0)
+    with pytest.raises(ValueError, match="--train_val_split .* streamed"):
+        prepare_splits(DataArguments(data_files=[str(empty)], streaming=True, train_val_split=0.1), seed=0)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        DataArguments(validation_split=1.5)
+        DataArguments(train_val_split=1.5)
 
 
 def test_data_arguments_are_subclassable():
@@ -180,8 +180,8 @@ def test_data_arguments_are_subclassable():
     class LabelledDataArguments(DataArguments):
         label_column_name: str | None = field(default=None)
 
-    args = LabelledDataArguments(label_column_name="label", validation_split=0.1)
-    assert args.label_column_name == "label" and args.validation_split == 0.1
+    args = LabelledDataArguments(label_column_name="label", train_val_split=0.1)
+    assert args.label_column_name == "label" and args.train_val_split == 0.1
 
 
 # ----- optimization -------------------------------------------------------------------------------------------------
@@ -299,6 +299,18 @@ def test_script_arguments_report_the_names_given_by_flags_json_or_yaml(tmp_path)
         data_args, training_args, given = parse_script_arguments((DataArguments, TrainingArguments),
                                                                  [str(tmp_path / name)])
         assert given == set(values) and training_args.weight_decay == 0.2 and data_args.image_column_name == "img"
+
+
+def test_transformers_example_flag_names_and_the_validation_split_alias(tmp_path):
+    from modeling_a2mim.training.cli import parse_script_arguments
+
+    flags = ["--output_dir", str(tmp_path), "--image_column_name", "img", "--max_train_samples", "4",
+             "--max_eval_samples", "2", "--dataset_config_name", "tiny"]
+    for name in ("--train_val_split", "--validation_split"):
+        data_args, _, _ = parse_script_arguments((DataArguments, TrainingArguments), [*flags, name, "0.25"])
+        assert data_args.train_val_split == 0.25
+        assert (data_args.image_column_name, data_args.max_train_samples, data_args.max_eval_samples,
+                data_args.dataset_config_name) == ("img", 4, 2, "tiny")
 
 
 def test_an_explicit_scheduler_gets_no_recipe_scheduler_kwargs(tmp_path):

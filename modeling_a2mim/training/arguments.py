@@ -34,15 +34,17 @@ class DataArguments:
         default=None, metadata={"help": "Use only the first N training examples (for debugging or quick runs)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval examples."})
-    validation_split: float | None = field(
+    train_val_split: float | None = field(
         default=None,
         metadata={"help": "Fraction of the training data held out for evaluation when the source has no validation "
-                          "split (not available with --streaming)."},
+                          "split (not available with --streaming). The name of the transformers examples; "
+                          "--validation_split is an alias. Unlike the examples' 0.15 nothing is held out by default.",
+                  "aliases": ["--validation_split"]},
     )
 
     def __post_init__(self):
-        if self.validation_split is not None and not 0 < self.validation_split < 1:
-            raise ValueError(f"--validation_split {self.validation_split} must lie strictly between 0 and 1, e.g. 0.05.")
+        if self.train_val_split is not None and not 0 < self.train_val_split < 1:
+            raise ValueError(f"--train_val_split {self.train_val_split} must lie strictly between 0 and 1, e.g. 0.05.")
         for name in ("max_train_samples", "max_eval_samples", "shuffle_buffer_size"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -70,7 +72,7 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
     """`(train_dataset, eval_dataset or None, image_column)` for the script arguments.
 
     Both datasets keep their image column undecoded (`{"bytes", "path"}`) so that the collator can skip unreadable
-    files. The eval split is the source's `validation` (or `test`) split, else `validation_split` of the training data
+    files. The eval split is the source's `validation` (or `test`) split, else `train_val_split` of the training data
     when that is set. A streamed training set is shuffled with a `shuffle_buffer_size` buffer (reshuffled per epoch
     through `set_epoch`). It is not sharded here: Trainer/accelerate shard it over processes.
     Raises `ValueError` for a missing train split, a wrong image column or an empty split.
@@ -98,14 +100,14 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
     eval_name = next((name for name in EVAL_SPLIT_NAMES if name in dataset), None)
     eval_dataset = without_image_decoding(dataset[eval_name], image_column) if eval_name else None
 
-    if eval_dataset is None and data_args.validation_split:
+    if eval_dataset is None and data_args.train_val_split:
         if data_args.streaming:
             raise ValueError(
-                "--validation_split cannot hold out a fraction of a streamed dataset of unknown length; give a source "
+                "--train_val_split cannot hold out a fraction of a streamed dataset of unknown length; give a source "
                 "with a validation split (e.g. --validation_dir) or drop --streaming."
             )
         _check_not_empty(train, "train", streaming=False)
-        parts = train.train_test_split(test_size=data_args.validation_split, seed=seed)
+        parts = train.train_test_split(test_size=data_args.train_val_split, seed=seed)
         train, eval_dataset = parts["train"], parts["test"]
 
     if data_args.max_train_samples is not None:
