@@ -24,7 +24,7 @@ from modeling_a2mim.finetuning.arguments import (
     resolve_recipe,
 )
 from modeling_a2mim.finetuning.ema import EMACallback
-from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
+from modeling_a2mim.finetuning.labels import label_map_to, resolve_label_column, samples_per_class
 from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
 from modeling_a2mim.finetuning.metrics import AccuracyMetrics
 from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
@@ -82,11 +82,13 @@ def check_resolution(model, train_size: int, eval_size: int, native: int, from_c
 
 def load_labelled_splits(data_args, training_args, hub_kwargs):
     """`(train, eval or None, image column, label column, class names, raw label -> id map or None)`."""
-    train_dataset, eval_dataset, image_column = prepare_splits(data_args, training_args.seed, **hub_kwargs)
+    train_dataset, eval_dataset, image_column = prepare_splits(
+        data_args, training_args.seed, need_train=training_args.do_train, **hub_kwargs
+    )
     if training_args.do_eval and eval_dataset is None:
         raise ValueError(
-            "--do_eval needs an evaluation split: the data has no validation/test split; add --train_val_split 0.1 "
-            "(or --validation_dir)."
+            "--do_eval needs an evaluation split: the data has no validation/test split; add --validation_files FILE "
+            "(or --validation_dir), or hold out a fraction with --train_val_split 0.1."
         )
     label_column, labels, label_map = resolve_label_column(
         train_dataset if training_args.do_train or eval_dataset is None else eval_dataset, data_args.label_column_name
@@ -148,11 +150,9 @@ def main(callbacks=()):
         revision=model_args.model_revision,
         **hub_kwargs,
     )
-    if not training_args.do_train and list(model.config.id2label.values()) != labels:
-        raise ValueError(
-            f"The checkpoint's labels {list(model.config.id2label.values())} differ from the dataset's {labels}; "
-            "evaluate a classifier fine-tuned on this label set (or add --do_train)."
-        )
+    eval_label_map = None  # the evaluation data's classes as the model's ids (a subset of them is evaluated whole)
+    if training_args.do_eval:
+        eval_label_map = label_map_to(eval_dataset, label_column, list(model.config.id2label.values()))
 
     if training_args.gradient_checkpointing and not model.supports_gradient_checkpointing:
         raise ValueError(
@@ -167,7 +167,7 @@ def main(callbacks=()):
         transform = ClassificationBatchTransform(image_column, label_column, train_transform, counter, label_map)
         train_dataset = with_transform(train_dataset, transform, data_args.streaming)
     if training_args.do_eval:
-        transform = ClassificationBatchTransform(image_column, label_column, image_processor, counter, label_map)
+        transform = ClassificationBatchTransform(image_column, label_column, image_processor, counter, eval_label_map)
         eval_dataset = with_transform(eval_dataset, transform, data_args.streaming)
 
     mixing = None

@@ -15,7 +15,7 @@ from transformers import set_seed
 
 from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.finetuning.arguments import FinetuningDataArguments, ModelArguments
-from modeling_a2mim.finetuning.labels import resolve_label_column, samples_per_class
+from modeling_a2mim.finetuning.labels import label_map_to, resolve_label_column, samples_per_class
 from modeling_a2mim.finetuning.metrics import load_accuracy_metric
 from modeling_a2mim.finetuning.models import load_classifier, native_image_size, normalization
 from modeling_a2mim.finetuning.probe import POOLINGS, extract_features, knn_predict, linear_probe_predict
@@ -54,7 +54,7 @@ class ProbeArguments:
     use_cpu: bool = field(default=False, metadata={"help": "Run on the CPU even when an accelerator is present."})
 
 
-def features_of(model, dataset, image_column, label_column, image_processor, label_map, counter, batch_size,
+def features_of(model, dataset, label_map, image_column, label_column, image_processor, counter, batch_size,
                 pooling):
     dataset.set_transform(ClassificationBatchTransform(image_column, label_column, image_processor, counter,
                                                        label_map))
@@ -72,7 +72,8 @@ def main():
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
     train, evaluation, image_column = prepare_splits(data_args, probe_args.seed, **hub_kwargs)
     if evaluation is None:
-        raise ValueError("The probes need an evaluation split: add --train_val_split 0.1 (or --validation_dir).")
+        raise ValueError("The probes need an evaluation split: add --validation_files FILE (or --validation_dir), or "
+                         "hold out a fraction with --train_val_split 0.1.")
     label_column, labels, label_map = resolve_label_column(train, data_args.label_column_name)
     if data_args.train_samples_per_class is not None:
         train = samples_per_class(train, label_column, data_args.train_samples_per_class, probe_args.seed, label_map)
@@ -86,10 +87,9 @@ def main():
     size = probe_args.image_size or native_image_size(model, checkpoint_processor)
     image_processor = build_eval_image_processor(size, *normalization(checkpoint_processor))
     counter = SkippedImageCounter()
-    common = (image_column, label_column, image_processor, label_map, counter, probe_args.batch_size,
-              probe_args.pooling)
-    train_features, train_labels = features_of(model, train, *common)
-    eval_features, eval_labels = features_of(model, evaluation, *common)
+    common = (image_column, label_column, image_processor, counter, probe_args.batch_size, probe_args.pooling)
+    train_features, train_labels = features_of(model, train, label_map, *common)
+    eval_features, eval_labels = features_of(model, evaluation, label_map_to(evaluation, label_column, labels), *common)
 
     metric = load_accuracy_metric()
     knn = knn_predict(train_features, train_labels, eval_features, len(labels), probe_args.knn_k,

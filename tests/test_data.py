@@ -102,3 +102,24 @@ def test_held_out_image_search_is_bounded():
     assert first_readable_images(rows, "image", lambda image: torch.zeros(3, 2, 2), count=2).shape == (2, 3, 2, 2)
     with pytest.raises(ValueError, match="^No readable images in the first 4 examples of 'image'"):
         first_readable_images(rows, "image", lambda image: torch.zeros(3, 2, 2), count=2, search_limit=4)
+
+
+def test_evaluation_files_or_folder_become_the_validation_split(tmp_path):
+    features = Features({"image": Image(), "id": Value("int64")})
+    for name, ids in (("train", [0, 1, 2]), ("test", [7])):
+        Dataset.from_dict({"image": [{"bytes": _png("RGB"), "path": None}] * len(ids), "id": ids},
+                          features=features).to_parquet(str(tmp_path / f"{name}.parquet"))
+    (tmp_path / "folder").mkdir()
+    PIL.Image.open(io.BytesIO(_png("RGB"))).save(tmp_path / "folder" / "a.png")
+
+    both = load_image_dataset(data_files=[str(tmp_path / "train.parquet")],
+                              validation_files=[str(tmp_path / "test.parquet")])
+    assert sorted(both) == ["train", "validation"] and both["validation"]["id"] == [7]
+    embedded = load_image_dataset(validation_files=str(tmp_path / "test.parquet"))  # evaluation only: no train split
+    assert list(embedded) == ["validation"]
+    folder = load_image_dataset(validation_dir=str(tmp_path / "folder"), streaming=True)
+    assert list(folder) == ["validation"] and len(list(folder["validation"])) == 1
+    with pytest.raises(ValueError, match="Give one evaluation source, not --validation_dir and --validation_files"):
+        load_image_dataset(validation_dir=str(tmp_path), validation_files=str(tmp_path / "test.parquet"))
+    with pytest.raises(FileNotFoundError, match="--validation_files not found: .*missing.parquet"):
+        load_image_dataset(validation_files=str(tmp_path / "missing.parquet"))

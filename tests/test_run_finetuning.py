@@ -11,7 +11,17 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Image
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForImageClassification, TrainerCallback, ViTConfig, ViTModel, pipeline
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    ResNetConfig,
+    ResNetForImageClassification,
+    TrainerCallback,
+    ViTConfig,
+    ViTImageProcessor,
+    ViTModel,
+    pipeline,
+)
 
 import run_finetuning
 import run_linear_probe
@@ -208,6 +218,50 @@ def test_undecodable_images_are_skipped_and_counted(checkpoints, tmp_path):
     # one pass over the 12 training and 4 evaluation rows meets each of the 4 broken images once
     assert json.loads((output / "eval_results.json").read_text())["skipped_images"] == 4
     assert json.loads((output / "config.json").read_text())["id2label"] == {"0": "red", "1": "dark"}
+
+
+def bag_classifier(folder):
+    """A stock ResNet classifier with the embedded data's 10 class names that answers "Bag" (id 8) for every image."""
+    names = load_image_dataset()["test"].features["label"].names
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                          id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)})
+    model = ResNetForImageClassification(config)
+    with torch.no_grad():
+        model.classifier[-1].weight.zero_()
+        model.classifier[-1].bias.copy_(torch.eye(10)[names.index("Bag")])
+    model.save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_a_validation_file_with_a_subset_of_the_classes_is_evaluated_whole(tmp_path):
+    model_dir = bag_classifier(tmp_path / "classifier")
+    test = load_image_dataset()["test"]
+    names = test.features["label"].names
+    kept = [row for row in test.select(range(60)) if names[row["label"]] in ("Sneaker", "Bag")]
+    subset = Dataset.from_dict(
+        {"image": [row["image"] for row in kept], "label": [names[row["label"]] for row in kept]},
+        features=Features({"image": Image(), "label": ClassLabel(names=["Bag", "Sneaker"])}),
+    )
+    subset.to_parquet(str(tmp_path / "test.parquet"))
+    output = tmp_path / "eval"
+    run_script(run_finetuning, "--model_name_or_path", str(model_dir), "--validation_file",
+               str(tmp_path / "test.parquet"), "--do_eval", "--use_cpu", "--report_to", "none", "--output_dir",
+               str(output))
+    # The file's ids 0 (Bag) and 1 (Sneaker) are the model's 8 and 7: a Bag-only model is right on the Bags.
+    bags = sum(names[row["label"]] == "Bag" for row in kept)
+    assert 0 < bags < len(kept)
+    results = json.loads((output / "eval_results.json").read_text())
+    assert results["eval_accuracy"] == pytest.approx(bags / len(kept))
+
+    with pytest.raises(ValueError, match=r"^The evaluation data has classes \['Cat'\] that the model does not know"):
+        Dataset.from_dict({"image": [kept[0]["image"]], "label": ["Cat"]}).cast_column(
+            "image", Image()).to_parquet(str(tmp_path / "cats.parquet"))
+        run_script(run_finetuning, "--model_name_or_path", str(model_dir), "--validation_file",
+                   str(tmp_path / "cats.parquet"), "--do_eval", "--use_cpu", "--output_dir", str(output))
+    with pytest.raises(ValueError, match="--do_eval needs an evaluation split.*--validation_files FILE"):
+        run_script(run_finetuning, "--model_name_or_path", str(model_dir), "--data_files", str(tmp_path / "test.parquet"),
+                   "--do_eval", "--use_cpu", "--output_dir", str(output))
 
 
 def test_linear_probe_and_knn(checkpoints, tmp_path):

@@ -145,6 +145,17 @@ def test_prepare_splits_held_out_fraction_and_max_samples(tmp_path):
     assert (len(train), len(eval_dataset), column) == (5, 2, "image")
 
 
+def test_prepare_splits_evaluation_only_needs_no_train_split(tmp_path):
+    from modeling_a2mim.data.embedded import EMBEDDED_DATA_FILES
+
+    args = DataArguments(validation_files=[EMBEDDED_DATA_FILES["test"]], max_eval_samples=3)
+    train, eval_dataset, column = prepare_splits(args, seed=0, need_train=False)
+    assert (train, len(eval_dataset), column) == (None, 3, "image")
+    assert args.source_description == f"evaluation data {EMBEDDED_DATA_FILES['test']}"
+    with pytest.raises(ValueError, match=r"no 'train' split \(it has \['validation'\]\); give training data"):
+        prepare_splits(args, seed=0)
+
+
 def test_prepare_splits_streaming_is_shuffled_and_not_sharded():
     args = DataArguments(streaming=True, max_train_samples=50, shuffle_buffer_size=50)
     train, _, _ = prepare_splits(args, seed=0)

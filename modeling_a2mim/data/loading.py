@@ -53,52 +53,69 @@ def _load_saved_dataset(path: str, streaming: bool) -> DatasetDict | IterableDat
     return DatasetDict(splits)
 
 
+def _load_files(split_files: dict[str, list[str]], flag: str, **common) -> DatasetDict | IterableDatasetDict:
+    """`{split: files}` through the builder their extension names; missing files are a `FileNotFoundError`."""
+    missing = [f for files in split_files.values() for f in files if not any(c in f for c in "*?[") and
+               not Path(f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{flag} not found: {', '.join(missing)}.")
+    builder = _builder_for([f for files in split_files.values() for f in files])
+    return load_dataset(builder, data_files=split_files, **common)
+
+
+def _image_folders(split_folders: dict[str, str], **common) -> DatasetDict | IterableDatasetDict:
+    """`{split: folder}` through `imagefolder`, loaded together so that all splits share one label set."""
+    for split, folder in split_folders.items():
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"--{split}_dir {folder} is not a folder.")
+    return load_dataset("imagefolder", data_files={split: os.path.join(folder, "**")
+                                                   for split, folder in split_folders.items()}, **common)
+
+
 def load_image_dataset(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
     train_dir: str | None = None,
     validation_dir: str | None = None,
     data_files=None,
+    validation_files=None,
     streaming: bool = False,
     cache_dir: str | None = None,
     token: str | None = None,
 ) -> DatasetDict | IterableDatasetDict:
-    """Load the training data named by the script arguments; with none of them, the embedded Fashion-MNIST subset.
+    """Load the data named by the script arguments; with none of them, the embedded Fashion-MNIST subset.
 
-    Exactly one source is used: `dataset_name` (Hub id, local dataset folder, or a folder written by
-    `Dataset.save_to_disk` / `DatasetDict.save_to_disk`, read with `load_from_disk`), `train_dir`
-    (+ `validation_dir`, image folders), or `data_files` (parquet/arrow/csv/json/image files, a list or a
-    `{split: files}` dict).
+    One training source: `dataset_name` (Hub id, local dataset folder, or a folder written by
+    `Dataset.save_to_disk` / `DatasetDict.save_to_disk`, read with `load_from_disk`), `train_dir` (an image
+    folder), or `data_files` (parquet/arrow/csv/json/image files, a list or a `{split: files}` dict). At most one
+    evaluation source, `validation_dir` (an image folder) or `validation_files`, becomes the `validation` split,
+    next to the training source or alone (evaluation only: no train split then).
     """
     sources = [name for name, value in (("dataset_name", dataset_name), ("train_dir", train_dir),
                                         ("data_files", data_files)) if value]
     if len(sources) > 1:
         raise ValueError(f"Give one data source, not {' and '.join('--' + s for s in sources)}.")
-    if validation_dir and not train_dir:
-        raise ValueError("--validation_dir needs --train_dir.")
+    if validation_dir and validation_files:
+        raise ValueError("Give one evaluation source, not --validation_dir and --validation_files.")
     common = {"streaming": streaming, "cache_dir": cache_dir}
-    if dataset_name and is_saved_dataset(dataset_name):
+    if train_dir:
+        dataset = _image_folders({"train": train_dir, **({"validation": validation_dir} if validation_dir else {})},
+                                 **common)
+    elif dataset_name and is_saved_dataset(dataset_name):
         dataset = _load_saved_dataset(dataset_name, streaming)
     elif dataset_name:
         dataset = load_dataset(dataset_name, dataset_config_name, token=token, **common)
-    elif train_dir:
-        files = {"train": os.path.join(train_dir, "**")}
-        if validation_dir:
-            files["validation"] = os.path.join(validation_dir, "**")
-        for split, folder in (("train", train_dir), ("validation", validation_dir)):
-            if folder and not Path(folder).is_dir():
-                raise FileNotFoundError(f"--{split}_dir {folder} is not a folder.")
-        dataset = load_dataset("imagefolder", data_files=files, **common)
+    elif data_files or not (validation_dir or validation_files):
+        dataset = _load_files(_as_split_files(data_files or EMBEDDED_DATA_FILES), "--data_files", **common)
     else:
-        split_files = _as_split_files(data_files or EMBEDDED_DATA_FILES)
-        missing = [f for files in split_files.values() for f in files if not any(c in f for c in "*?[") and
-                   not Path(f).exists()]
-        if missing:
-            raise FileNotFoundError(f"--data_files not found: {', '.join(missing)}.")
-        builder = _builder_for([f for files in split_files.values() for f in files])
-        dataset = load_dataset(builder, data_files=split_files, **common)
+        dataset = (IterableDatasetDict if streaming else DatasetDict)()  # evaluation only
     if not isinstance(dataset, (DatasetDict, IterableDatasetDict)):
         dataset = (IterableDatasetDict if streaming else DatasetDict)({"train": dataset})
+    if validation_dir and not train_dir:
+        dataset["validation"] = _image_folders({"validation": validation_dir}, **common)["validation"]
+    if validation_files:
+        files = {"validation": _as_split_files(validation_files)["train"]}
+        dataset["validation"] = _load_files(files, "--validation_files", **common)["validation"]
     return dataset
 
 

@@ -45,6 +45,24 @@ def resolve_label_column(dataset, requested: str | None = None) -> tuple[str, li
     )
 
 
+def label_map_to(dataset, label_column: str, class_names: list[str]) -> dict | None:
+    """Raw label value -> id in `class_names` (a model's `id2label` order) for a dataset whose classes are a subset
+    of `class_names`, or `None` when its ids already are those ids. An evaluation file that lacks some classes is
+    thus evaluated whole. Raises `ValueError` naming the dataset's classes that `class_names` lacks."""
+    _, names, label_map = resolve_label_column(dataset, label_column)
+    unknown = [name for name in names if name not in class_names]
+    if unknown:
+        raise ValueError(
+            f"The evaluation data has classes {unknown} that the model does not know (its labels: {class_names}); "
+            "evaluate a classifier fine-tuned on these classes, or pick another --label_column_name."
+        )
+    model_id = {name: index for index, name in enumerate(class_names)}
+    if label_map is None:  # ClassLabel ids index `names`
+        mapping = {index: model_id[name] for index, name in enumerate(names)}
+        return None if all(raw == mapped for raw, mapped in mapping.items()) else mapping
+    return {name: model_id[name] for name in label_map}
+
+
 def label_ids(dataset, label_column: str, label_map: dict | None) -> np.ndarray:
     """Integer label of every row of a map-style dataset, `(N,)`."""
     values = dataset[label_column]

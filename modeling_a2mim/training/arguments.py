@@ -17,9 +17,18 @@ class DataArguments:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
     train_dir: str | None = field(default=None, metadata={"help": "A folder of training images (imagefolder)."})
-    validation_dir: str | None = field(default=None, metadata={"help": "A folder of validation images."})
+    validation_dir: str | None = field(
+        default=None, metadata={"help": "A folder of evaluation images (imagefolder), like --validation_files."}
+    )
     data_files: list[str] | None = field(
         default=None, metadata={"help": "Training files or globs: parquet, arrow, or image files."}
+    )
+    validation_files: list[str] | None = field(
+        default=None,
+        metadata={"help": "Evaluation files or globs (parquet, arrow, or image files), evaluated whole: the validation "
+                          "split next to any training source, or alone for --do_eval only (alias --validation_file, "
+                          "the transformers examples' name).",
+                  "aliases": ["--validation_file"]},
     )
     image_column_name: str | None = field(
         default=None, metadata={"help": "The image column; auto-detected when the dataset has exactly one."}
@@ -53,13 +62,18 @@ class DataArguments:
     @property
     def source_description(self) -> str:
         """A short human-readable name of the data source (for logs and the model card)."""
+        evaluation = self.validation_dir or ", ".join(self.validation_files or [])
         if self.dataset_name:
-            return self.dataset_name + (f" ({self.dataset_config_name})" if self.dataset_config_name else "")
-        if self.train_dir:
-            return f"image folder {self.train_dir}"
-        if self.data_files:
-            return "files " + ", ".join(self.data_files)
-        return "embedded Fashion-MNIST subset (modeling_a2mim/data/fashion_mnist_mini)"
+            train = self.dataset_name + (f" ({self.dataset_config_name})" if self.dataset_config_name else "")
+        elif self.train_dir:
+            train = f"image folder {self.train_dir}"
+        elif self.data_files:
+            train = "files " + ", ".join(self.data_files)
+        elif evaluation:
+            return f"evaluation data {evaluation}"
+        else:
+            return "embedded Fashion-MNIST subset (modeling_a2mim/data/fashion_mnist_mini)"
+        return train + (f"; evaluation data {evaluation}" if evaluation else "")
 
 
 def _check_not_empty(dataset, split: str, streaming: bool) -> None:
@@ -68,13 +82,15 @@ def _check_not_empty(dataset, split: str, streaming: bool) -> None:
         raise ValueError(f"The {split} split is empty. {EMPTY_MESSAGE} (and --max_train_samples / --max_eval_samples).")
 
 
-def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = None, token: str | None = None):
-    """`(train_dataset, eval_dataset or None, image_column)` for the script arguments.
+def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = None, token: str | None = None,
+                   need_train: bool = True):
+    """`(train_dataset or None, eval_dataset or None, image_column)` for the script arguments.
 
     Both datasets keep their image column undecoded (`{"bytes", "path"}`) so that the collator can skip unreadable
-    files. The eval split is the source's `validation` (or `test`) split, else `train_val_split` of the training data
-    when that is set. A streamed training set is shuffled with a `shuffle_buffer_size` buffer (reshuffled per epoch
-    through `set_epoch`). It is not sharded here: Trainer/accelerate shard it over processes.
+    files. The eval split is `validation_dir`/`validation_files`, else the source's `validation` (or `test`) split,
+    else `train_val_split` of the training data when that is set. Without `need_train` (evaluation only) the train
+    split may be missing (`None`). A streamed training set is shuffled with a `shuffle_buffer_size` buffer
+    (reshuffled per epoch through `set_epoch`). It is not sharded here: Trainer/accelerate shard it over processes.
     Raises `ValueError` for a missing train split, a wrong image column or an empty split.
     """
     try:
@@ -84,6 +100,7 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
             train_dir=data_args.train_dir,
             validation_dir=data_args.validation_dir,
             data_files=data_args.data_files,
+            validation_files=data_args.validation_files,
             streaming=data_args.streaming,
             cache_dir=cache_dir,
             token=token,
@@ -92,12 +109,13 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
         if "corresponds to no data" not in str(error):  # `datasets`' message for a split without examples
             raise
         raise ValueError(f"{EMPTY_MESSAGE} ({data_args.source_description}).") from error
-    if "train" not in dataset:
-        raise ValueError(f"The data source has no 'train' split (it has {list(dataset)}).")
-    train = dataset["train"]
-    image_column = find_image_column(train, data_args.image_column_name)
-    train = without_image_decoding(train, image_column)
     eval_name = next((name for name in EVAL_SPLIT_NAMES if name in dataset), None)
+    if "train" not in dataset and (need_train or eval_name is None):
+        raise ValueError(f"The data source has no 'train' split (it has {list(dataset)}); give training data with "
+                         "--dataset_name, --train_dir or --data_files.")
+    train = dataset.get("train")
+    image_column = find_image_column(train if train is not None else dataset[eval_name], data_args.image_column_name)
+    train = without_image_decoding(train, image_column) if train is not None else None
     eval_dataset = without_image_decoding(dataset[eval_name], image_column) if eval_name else None
 
     if eval_dataset is None and data_args.train_val_split:
@@ -110,14 +128,15 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
         parts = train.train_test_split(test_size=data_args.train_val_split, seed=seed)
         train, eval_dataset = parts["train"], parts["test"]
 
-    if data_args.max_train_samples is not None:
+    if train is not None and data_args.max_train_samples is not None:
         train = _first(train, data_args.max_train_samples, data_args.streaming)
     if eval_dataset is not None and data_args.max_eval_samples is not None:
         eval_dataset = _first(eval_dataset, data_args.max_eval_samples, data_args.streaming)
-    _check_not_empty(train, "train", data_args.streaming)
+    if train is not None:
+        _check_not_empty(train, "train", data_args.streaming)
     if eval_dataset is not None:
         _check_not_empty(eval_dataset, "eval", data_args.streaming)
-    if data_args.streaming:
+    if train is not None and data_args.streaming:
         train = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
     return train, eval_dataset, image_column
 
