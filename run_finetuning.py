@@ -40,7 +40,7 @@ from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
-from modeling_a2mim.training.hub import push_output_dir
+from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ def main(callbacks=()):
     setup_logging(training_args)
     training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base-fashion-mnist).")
+    if push_to_hub:
+        check_hub_access(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     recipe = resolve_recipe(recipe_args, training_args, given)
     set_seed(training_args.seed)
 

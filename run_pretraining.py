@@ -27,7 +27,7 @@ from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
-from modeling_a2mim.training.hub import push_output_dir
+from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
 from modeling_a2mim.training.optimization import A2MIMTrainer, mask_token_lr_multiplier
@@ -89,6 +89,8 @@ def check_arguments(data_args: DataArguments, training_args: TrainingArguments) 
         raise ValueError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
     if training_args.fp16 and (training_args.use_cpu or not torch.cuda.is_available()):
         raise ValueError("--fp16 needs a CUDA GPU (on CPU it would be silently ignored); use --bf16 on CPU.")
+    if training_args.push_to_hub:
+        check_hub_access(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
 
 
 def main(argv: list[str] | None = None, callbacks=()) -> dict:
@@ -150,8 +152,6 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     if "report_to" not in explicit and is_tensorboard_available():
         training_args.report_to = ["tensorboard"]
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/a2mim-vit-base).")
 
     trainer = A2MIMTrainer(
         model=model,

@@ -176,9 +176,10 @@ def test_push_to_hub_uploads_the_prepared_folder(checkpoints, tmp_path):
     output = tmp_path / "pushed"
     with mock.patch("modeling_a2mim.training.hub.HfApi") as hf_api:
         finetune(output, "--model_name_or_path", str(checkpoints["encoder-vit"]), "--push_to_hub",
-                 "--hub_model_id", "someone/tiny-vit-ft")
+                 "--hub_model_id", "someone/tiny-vit-ft", "--hub_token", "hf_test")
     api = hf_api.return_value
-    api.create_repo.assert_called_once()
+    api.whoami.assert_called_once()  # before training, with the repository check
+    assert [call.args[0] for call in api.create_repo.call_args_list] == ["someone/tiny-vit-ft"] * 2
     commit = api.create_commit.call_args
     assert commit.args[0] == "someone/tiny-vit-ft"
     pushed = sorted(operation.path_in_repo for operation in commit.kwargs["operations"])

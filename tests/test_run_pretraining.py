@@ -48,6 +48,7 @@ def assert_learned(output_dir, preset: str, size: int):
 def test_imagefolder_mixed_modes_corrupt_file_vit_and_push(tmp_path, monkeypatch):
     data = write_image_folder(tmp_path / "images", count=30, size=40, corrupted=1)
     calls = {}
+    monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", repo_id))
     monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: calls.setdefault(
         "files", {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}))
@@ -55,7 +56,7 @@ def test_imagefolder_mixed_modes_corrupt_file_vit_and_push(tmp_path, monkeypatch
     metrics = run_pretraining.main([
         "--output_dir", str(out), "--model_preset", "vit-micro", "--train_dir", str(data), "--max_steps", "8",
         "--per_device_train_batch_size", "8", "--learning_rate", "2e-3", "--save_steps", "4", *FAST,
-        "--push_to_hub", "--hub_model_id", "someone/a2mim-test", "--report_to", "tensorboard",
+        "--push_to_hub", "--hub_model_id", "someone/a2mim-test", "--hub_token", "hf_test", "--report_to", "tensorboard",
     ])
     assert metrics["skipped_images"] >= 1  # the truncated file, counted each time it is drawn
     assert_learned(out, "vit-micro", 32)
@@ -133,6 +134,35 @@ def test_a_column_without_images_or_only_unreadable_images_is_a_one_line_error(t
     broken.to_parquet(str(tmp_path / "broken.parquet"))
     with pytest.raises(ValueError, match="^No readable images in the first 12 examples of 'image'"):
         run_pretraining.main([*args, "--data_files", str(tmp_path / "broken.parquet")])
+
+
+def test_push_to_hub_checks_the_hub_before_training_and_keeps_the_output_when_the_upload_fails(tmp_path,
+                                                                                                monkeypatch):
+    out = tmp_path / "out"
+    args = ["--output_dir", str(out), "--max_steps", "1", "--max_train_samples", "8", "--per_device_train_batch_size",
+            "4", "--save_strategy", "no", "--report_to", "none", *FAST, "--push_to_hub"]
+    with pytest.raises(ValueError, match=r"^--push_to_hub needs --hub_model_id"):
+        run_pretraining.main(args)
+    monkeypatch.setattr("modeling_a2mim.training.hub.get_token", lambda: None)
+    with pytest.raises(ValueError, match=r"^--push_to_hub needs a Hugging Face token with write access: run `hf auth"):
+        run_pretraining.main([*args, "--hub_model_id", "someone/a2mim"])
+    # HF_HUB_OFFLINE=1 (conftest): the real HfApi cannot reach the Hub.
+    with pytest.raises(ValueError, match=r"^--push_to_hub cannot use the Hub repository someone/a2mim "
+                                         r"\(OfflineModeIsEnabled: Cannot reach"):
+        run_pretraining.main([*args, "--hub_model_id", "someone/a2mim", "--hub_token", "hf_test"])
+    assert not out.exists()  # nothing trained
+
+    def refuse(self, repo_id, **kwargs):
+        raise ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(HfApi, "create_commit", refuse)
+    with pytest.raises(ValueError, match=rf"^Uploading to someone/a2mim failed \(ConnectionError: Connection reset by "
+                                         rf"peer\); the output in {out} is complete\. Upload "
+                                         rf"it later with: hf upload someone/a2mim {out} --include README.md "):
+        run_pretraining.main([*args, "--hub_model_id", "someone/a2mim", "--hub_token", "hf_test"])
+    assert {"model.safetensors", "config.json", "README.md", "reconstructions.png"} <= {p.name for p in out.iterdir()}
 
 
 def test_empty_dataset_error_from_the_command_line(tmp_path):
