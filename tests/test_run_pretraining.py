@@ -184,9 +184,26 @@ def test_stock_encoder_initializes_the_a2mim_encoder(tmp_path):
         model, description = build_pretraining_model(model_name_or_path=str(tmp_path / preset),
                                                      config_overrides="mask_ratio=0.5")
         assert model.config.mask_ratio == 0.5 and "encoder from" in description
+        # The export's own size and preset, not the family's 224 px seed preset.
+        assert (model.config.image_size, model.config.preset) == (source.config.image_size, preset)
+        assert f"recipe of preset {preset} (the encoder has its architecture)" in description
         expected = source.a2mim.encoder.state_dict()
         for name, tensor in model.a2mim.encoder.state_dict().items():
             assert torch.equal(tensor, expected[name]), name
+
+
+def test_continued_pretraining_from_an_exported_resnet_keeps_its_size_and_says_which_recipe(tmp_path, caplog):
+    source, _ = build_pretraining_model("resnet-micro")
+    source.save_encoder(tmp_path / "export")
+    out = tmp_path / "out"
+    with caplog.at_level("INFO"):
+        run_pretraining.main(["--output_dir", str(out), "--model_name_or_path", str(tmp_path / "export"),
+                              "--max_steps", "1", "--max_train_samples", "4", "--per_device_train_batch_size", "4",
+                              "--save_strategy", "no", "--report_to", "none", *FAST])
+    assert ("with the A2MIM settings and recipe of preset resnet-micro (the encoder has its architecture) at 64 px "
+            "(preprocessor_config.json)") in caplog.text
+    assert json.loads((out / "preprocessor_config.json").read_text())["size"]["height"] == 64
+    assert json.loads((out / "config.json").read_text())["image_size"] == 64
 
 
 def read_sample_log(folder: Path) -> dict[int, dict[int, list[int]]]:

@@ -4,16 +4,20 @@ import copy
 import json
 import logging
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from ..configuration_a2mim import SUPPORTED_BACKBONES, A2MIMConfig
+from ..finetuning.transforms import image_processor_size
 from ..modeling_a2mim import A2MIMForMaskedImageModeling
 from ..presets import PRESETS
 
 logger = logging.getLogger(__name__)
 
-# The A2MIM fields of a family's preset, used when the encoder comes from a stock checkpoint.
+# The A2MIM fields of a family's preset, used when the encoder comes from a stock checkpoint of no preset's shape.
 FAMILY_PRESET = {"beit": "vit-base", "vit": "vit-base", "resnet": "resnet-50"}
+# Encoder config fields that make a stock encoder "the architecture of a preset".
+ARCHITECTURE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
+                       "depths", "hidden_sizes", "embedding_size", "layer_type")
 
 
 def parse_config_overrides(text: str | None) -> dict:
@@ -83,14 +87,49 @@ def build_pretraining_model(
     backbone["architectures"] = None
     if backbone["model_type"] == "beit":
         backbone["use_mean_pooling"] = False  # pretraining form: final LayerNorm over all tokens
-    preset = model_preset or FAMILY_PRESET[source_config.model_type]
-    config_dict = {**copy.deepcopy(PRESETS[preset]), "backbone_config": backbone}
-    if backbone["model_type"] in ("beit", "vit"):
-        size = backbone["image_size"]
-        config_dict["image_size"] = size if isinstance(size, int) else size[0]
+    preset, why = preset_for_encoder(backbone, model_preset)
+    size, size_source = checkpoint_image_size(model_name_or_path, backbone, **from_pretrained_kwargs)
+    config_dict = {**copy.deepcopy(PRESETS[preset]), "backbone_config": backbone, "preset": preset}
+    config_dict["image_size"] = size or config_dict["image_size"]
     model = A2MIMForMaskedImageModeling(config_with_overrides(config_dict, overrides))
     load_encoder_weights(model, model_name_or_path, **from_pretrained_kwargs)
-    return model, f"encoder from {model_name_or_path} ({source_config.model_type}), A2MIM settings of preset {preset}"
+    where = size_source if size else "the preset's size: the checkpoint names none"
+    description = (f"encoder from {model_name_or_path} ({source_config.model_type}) with the A2MIM settings and "
+                   f"recipe of preset {preset} ({why}) at {model.config.image_size} px ({where})")
+    # A preset the user did not name decides the mask, loss and recipe: say so where a default log level shows it.
+    (logger.info if model_preset else logger.warning)("Continued pretraining of the %s", description)
+    return model, description
+
+
+def preset_for_encoder(backbone: dict, model_preset: str | None = None) -> tuple[str, str]:
+    """`(preset, why)`: the preset whose A2MIM settings and recipe a stock encoder gets: `model_preset`, else the
+    first preset with the encoder's architecture (`ARCHITECTURE_FIELDS`), else its family's seed preset."""
+    if model_preset is not None:
+        if model_preset not in PRESETS:
+            raise ValueError(f"Unknown --model_preset {model_preset!r}. Known presets: {', '.join(PRESETS)}.")
+        return model_preset, "named by --model_preset"
+    for name, preset in PRESETS.items():
+        candidate = preset["backbone_config"]
+        fields = [field for field in ARCHITECTURE_FIELDS if field in candidate]
+        if candidate["model_type"] == backbone["model_type"] and all(
+                candidate[field] == backbone.get(field) for field in fields):
+            return name, "the encoder has its architecture"
+    family = FAMILY_PRESET[backbone["model_type"]]
+    return family, "no preset has the encoder's architecture: the family's seed preset"
+
+
+def checkpoint_image_size(model_name_or_path: str, backbone: dict, **kwargs) -> tuple[int | None, str]:
+    """`(size, where it came from)`: a ViT's position embeddings fix its size (`config.json`); otherwise the saved
+    image processor's size (`preprocessor_config.json`); `(None, "")` when neither says."""
+    if backbone["model_type"] in ("beit", "vit"):
+        size = backbone["image_size"]
+        return (size if isinstance(size, int) else size[0]), "config.json"
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, **kwargs)
+    except (OSError, ValueError):
+        return None, ""
+    size = image_processor_size(image_processor)
+    return size, ("preprocessor_config.json" if size else "")
 
 
 def load_encoder_weights(model: A2MIMForMaskedImageModeling, model_name_or_path: str, **kwargs) -> None:
