@@ -83,16 +83,16 @@ def test_imagefolder_mixed_modes_corrupt_file_vit_and_push(tmp_path, monkeypatch
     assert {path.name for path in out.glob("*.py")} <= set(calls["files"])
 
 
-def test_parquet_streaming_resnet_from_yaml_file(tmp_path):
+def test_parquet_streaming_resnet_from_yaml_file_and_an_overriding_flag(tmp_path):
     parquet = write_parquet(tmp_path / "train.parquet", count=24, size=72)
     out = tmp_path / "out"
     args_file = tmp_path / "args.yaml"
     args_file.write_text("\n".join([
         f"output_dir: {out}", "model_preset: resnet-micro", f"data_files: ['{parquet}']", "streaming: true",
-        "shuffle_buffer_size: 16", "max_steps: 8", "per_device_train_batch_size: 4", "learning_rate: 0.003",
+        "shuffle_buffer_size: 16", "max_steps: 20", "per_device_train_batch_size: 4", "learning_rate: 0.003",
         "save_strategy: 'no'", "use_cpu: true", "dataloader_num_workers: 0", "logging_steps: 2", "seed: 0",
     ]))
-    metrics = run_pretraining.main([str(args_file)])
+    metrics = run_pretraining.main([str(args_file), "--max_steps", "8"])  # a flag after the file overrides it
     assert metrics["skipped_images"] == 0
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 8

@@ -312,6 +312,25 @@ def test_script_arguments_report_the_names_given_by_flags_json_or_yaml(tmp_path)
         assert given == set(values) and training_args.weight_decay == 0.2 and data_args.image_column_name == "img"
 
 
+def test_an_arguments_file_then_flags_that_override_it(tmp_path):
+    from modeling_a2mim.training.cli import parse_script_arguments
+
+    (tmp_path / "args.yaml").write_text(
+        f"output_dir: {tmp_path}\nlearning_rate: 1e-3\nmax_steps: 100\nstreaming: true\nvalidation_split: 0.2\n"
+        "data_files: [a.parquet, b.parquet]\nlr_scheduler_kwargs: {min_lr_rate: 0.1}\nhub_model_id: null\n"
+    )
+    data_args, training_args, given = parse_script_arguments(
+        (DataArguments, TrainingArguments), [str(tmp_path / "args.yaml"), "--max_steps", "5", "--weight_decay=0.3"]
+    )
+    assert (training_args.max_steps, training_args.learning_rate, training_args.weight_decay) == (5, 1e-3, 0.3)
+    assert data_args.data_files == ["a.parquet", "b.parquet"] and data_args.streaming
+    assert data_args.train_val_split == 0.2 and training_args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert given == {"output_dir", "learning_rate", "max_steps", "streaming", "train_val_split", "data_files",
+                     "lr_scheduler_kwargs", "weight_decay"}
+    with pytest.raises(ValueError, match=r"not used by the HfArgumentParser: \['--max_stepz', '5'\]"):
+        parse_script_arguments((DataArguments, TrainingArguments), [str(tmp_path / "args.yaml"), "--max_stepz", "5"])
+
+
 def test_transformers_example_flag_names_and_the_validation_split_alias(tmp_path):
     from modeling_a2mim.training.cli import parse_script_arguments
 

@@ -1,5 +1,7 @@
-"""Script plumbing: parsing arguments (flags or a JSON/YAML file) and ending bad input with one clear line."""
+"""Script plumbing: parsing arguments (flags, after an optional JSON/YAML file) and ending bad input with one
+clear line."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,20 +28,51 @@ def run_main(main, script_name: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def parse_script_arguments(dataclass_types, argv: list[str] | None = None) -> tuple:
-    """`(*dataclasses, given)`: the parsed argument dataclasses from flags, or from one `.json`/`.yaml` file, and
-    the set of argument names the user gave explicitly (so that recipe defaults never override them)."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser(dataclass_types)
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        text = Path(argv[0]).read_text(encoding="utf-8")
-        if argv[0].endswith(".json"):
-            values = json.loads(text)
-        else:
-            import yaml
+def flags_from_file(path: str) -> list[str]:
+    """The command-line flags a `.json` / `.yaml` arguments file stands for: `{"max_steps": 5, "data_files": [a, b],
+    "streaming": true}` -> `["--max_steps", "5", "--data_files", "a", "b", "--streaming", "true"]` (dicts as JSON,
+    `null` values left out). Flags after the file then override it, as later flags override earlier ones."""
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".json"):
+        values = json.loads(text)
+    else:
+        import yaml
 
-            values = yaml.safe_load(text)
-        return (*parser.parse_dict(values), set(values))
-    parsed = parser.parse_args_into_dataclasses(args=argv)
-    given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    return (*parsed, given)
+        values = yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of argument names to values, e.g. 'max_steps: 5'.")
+    flags = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        flags += [f"--{name}", *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return flags
+
+
+def _field_names_by_flag(dataclass_types) -> dict[str, str]:
+    """`{flag without dashes: field name}` for every field's name, its dashed and `no_` spellings and `aliases`."""
+    names = {}
+    for dataclass_type in dataclass_types:
+        for field in dataclasses.fields(dataclass_type):
+            aliases = field.metadata.get("aliases", [])
+            for flag in (field.name, field.name.replace("_", "-"), f"no_{field.name}",
+                         *([aliases] if isinstance(aliases, str) else aliases)):
+                names[flag.lstrip("-")] = field.name
+    return names
+
+
+def parse_script_arguments(dataclass_types, argv: list[str] | None = None) -> tuple:
+    """`(*dataclasses, given)`: the parsed argument dataclasses and the set of field names the user gave explicitly
+    (so that recipe defaults never override them). The arguments are flags, optionally after one `.json`/`.yaml`
+    file (`args.yaml --max_steps 5`): the file's values first, flags after it override them."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = flags_from_file(argv[0]) + argv[1:]
+    parsed = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv)
+    names = _field_names_by_flag(dataclass_types)
+    flags = (arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--"))
+    return (*parsed, {names.get(flag, flag) for flag in flags})
