@@ -40,6 +40,7 @@ from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
+from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 
@@ -215,6 +216,7 @@ def main(callbacks=()):
 
     if training_args.do_train and trainer.is_world_process_zero():
         write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__)
+        share_output_files(training_args.output_dir)
         if push_to_hub:
             pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
                                      token=training_args.hub_token, private=training_args.hub_private_repo,

@@ -27,6 +27,7 @@ from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
+from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
                 data_args.dataset_name) else None,
             repo_or_path=training_args.hub_model_id or training_args.output_dir,
         )
+        share_output_files(training_args.output_dir)
         if push_to_hub:
             pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
                                      token=training_args.hub_token, private=training_args.hub_private_repo)

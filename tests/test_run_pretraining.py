@@ -99,14 +99,21 @@ def test_parquet_streaming_resnet_from_yaml_file_and_an_overriding_flag(tmp_path
     assert_learned(out, "resnet-micro", 72)
 
 
-def test_a_dataset_saved_with_save_to_disk_is_the_train_split(tmp_path):
+def test_a_dataset_saved_with_save_to_disk_is_the_train_split_and_outputs_follow_the_umask(tmp_path):
     parquet = write_parquet(tmp_path / "train.parquet", count=8, size=32)
     datasets.Dataset.from_parquet(str(parquet)).save_to_disk(str(tmp_path / "saved"))
     out = tmp_path / "out"
-    run_pretraining.main(["--output_dir", str(out), "--dataset_name", str(tmp_path / "saved"), "--max_steps", "1",
-                          "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none",
-                          *FAST])
+    previous = os.umask(0o027)
+    try:
+        run_pretraining.main(["--output_dir", str(out), "--dataset_name", str(tmp_path / "saved"), "--max_steps",
+                              "1", "--per_device_train_batch_size", "4", "--save_steps", "1", "--report_to", "none",
+                              *FAST])
+    finally:
+        os.umask(previous)
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1
+    modes = {str(path.relative_to(out)): path.stat().st_mode & 0o666 for path in out.rglob("*") if path.is_file()}
+    assert {"model.safetensors", "README.md", "reconstructions.png", "checkpoint-1/model.safetensors"} <= set(modes)
+    assert set(modes.values()) == {0o640}, modes  # not mkstemp's / save_pretrained's 0600
 
 
 @pytest.mark.parametrize(

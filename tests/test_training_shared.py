@@ -354,3 +354,26 @@ def test_an_explicit_scheduler_gets_no_recipe_scheduler_kwargs(tmp_path):
     apply_recipe(default, RECIPES["resnet"], explicit={"output_dir"})
     assert default.lr_scheduler_type == "cosine_with_min_lr"
     assert default.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(1e-5 / 1.2e-3)}
+
+
+# ----- output files -------------------------------------------------------------------------------------------------
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def test_atomic_files_and_finished_outputs_get_the_umask_permissions(tmp_path, umask_027):
+    from modeling_a2mim.training.files import share_output_files, write_text_atomically
+
+    write_text_atomically(tmp_path / "card.md", "hello")
+    assert (tmp_path / "card.md").stat().st_mode & 0o777 == 0o640  # mkstemp alone gives 0600
+    (tmp_path / "checkpoint-1").mkdir()
+    for name, mode in (("model.safetensors", 0o600), ("checkpoint-1/ema.safetensors", 0o600), ("run.sh", 0o700)):
+        (tmp_path / name).write_text("x")
+        (tmp_path / name).chmod(mode)
+    share_output_files(tmp_path)
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777
+             for name in ("model.safetensors", "checkpoint-1/ema.safetensors", "run.sh")}
+    assert modes == {"model.safetensors": 0o640, "checkpoint-1/ema.safetensors": 0o640, "run.sh": 0o740}
