@@ -201,7 +201,7 @@ def test_vit_resolution_mismatch_is_refused(checkpoints, tmp_path):
         finetune(tmp_path / "x", "--model_name_or_path", str(checkpoints["vit"]), "--recipe", "beit-ft")
 
 
-def test_undecodable_images_are_skipped_and_counted(checkpoints, tmp_path):
+def test_undecodable_images_of_a_saved_dataset_are_skipped_and_counted(checkpoints, tmp_path):
     rows = {"image": [], "label": []}
     for index in range(16):
         buffer = io.BytesIO()
@@ -210,10 +210,10 @@ def test_undecodable_images_are_skipped_and_counted(checkpoints, tmp_path):
         rows["image"].append({"bytes": data, "path": None})
         rows["label"].append(index % 2)
     features = Features({"image": Image(), "label": ClassLabel(names=["red", "dark"])})
-    Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "train.parquet"))
+    Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "saved"))  # a single saved Dataset
     output = tmp_path / "skip"
     run_script(run_finetuning, "--model_name_or_path", str(checkpoints["vit"]), "--output_dir", str(output),
-               "--data_files", str(tmp_path / "train.parquet"), "--train_val_split", "0.25", "--do_train",
+               "--dataset_name", str(tmp_path / "saved"), "--train_val_split", "0.25", "--do_train",
                "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--use_cpu",
                "--report_to", "none", "--save_strategy", "no")
     # one pass over the 12 training and 4 evaluation rows meets each of the 4 broken images once
@@ -271,7 +271,8 @@ def test_linear_probe_and_knn(checkpoints, tmp_path):
     saved = json.loads((tmp_path / "probe_results.json").read_text())
     assert saved == results and (saved["train_samples"], saved["eval_samples"], saved["feature_dim"]) == (60, 20, 32)
     assert 0 <= saved["knn_accuracy"] <= 1 and 0 <= saved["linear_probe_accuracy"] <= 1 and saved["pooling"] == "head"
+    load_image_dataset().save_to_disk(str(tmp_path / "saved"))  # a DatasetDict.save_to_disk folder works too
     mean = run_script(run_linear_probe, "--model_name_or_path", str(checkpoints["vit"]), "--output_dir",
-                      str(tmp_path / "mean"), "--max_train_samples", "60", "--max_eval_samples", "20", "--use_cpu",
-                      "--pooling", "mean")
+                      str(tmp_path / "mean"), "--dataset_name", str(tmp_path / "saved"), "--max_train_samples", "60",
+                      "--max_eval_samples", "20", "--use_cpu", "--pooling", "mean")
     assert (mean["pooling"], mean["feature_dim"], mean["train_samples"]) == ("mean", 32, 60)
