@@ -115,10 +115,7 @@ def build_image_processing(model, checkpoint_processor, recipe, from_checkpoint:
         image_processor = checkpoint_processor
     else:
         image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
-    train_transform = build_train_transform(
-        train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
-        random_erasing=recipe.random_erasing, scale=(recipe.min_crop_scale, 1.0),
-    )
+    train_transform = build_train_transform(train_size, mean, std, recipe)
     return train_transform, image_processor
 
 
@@ -172,7 +169,7 @@ def main(callbacks=()):
 
     mixing = None
     if recipe.mixup_alpha or recipe.cutmix_alpha:
-        mixing = BatchMixing(len(labels), recipe.mixup_alpha, recipe.cutmix_alpha)
+        mixing = BatchMixing(len(labels), recipe.mixup_alpha, recipe.cutmix_alpha, recipe.label_smoothing)
     use_layer_decay = recipe.layer_decay is not None and recipe.layer_decay != 1
     trainer = FinetuningTrainer(
         model=model,

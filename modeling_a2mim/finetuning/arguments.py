@@ -58,10 +58,17 @@ class RecipeArguments:
     loss: str | None = field(default=None, metadata={"help": "cross_entropy or bce."})
     mixup_alpha: float | None = field(default=None, metadata={"help": "MixUp alpha (0 disables)."})
     cutmix_alpha: float | None = field(default=None, metadata={"help": "CutMix alpha (0 disables)."})
-    rand_augment_magnitude: int | None = field(
-        default=None, metadata={"help": "RandAugment magnitude (2 ops per image; 0 disables)."}
+    auto_augment: str | None = field(
+        default=None,
+        metadata={"help": "timm RandAugment string, e.g. rand-m9-mstd0.5-inc1 (magnitude 9 of 10, magnitude noise "
+                          "0.5, increasing ops); an empty string disables it."},
     )
-    random_erasing: float | None = field(default=None, metadata={"help": "RandomErasing probability (0 disables)."})
+    random_erasing: float | None = field(
+        default=None, metadata={"help": "timm RandomErasing probability (0 disables)."}
+    )
+    random_erasing_mode: str | None = field(
+        default=None, metadata={"help": "timm RandomErasing fill: pixel (per-pixel noise, the recipes'), rand or const."}
+    )
     min_crop_scale: float | None = field(
         default=None, metadata={"help": "Smallest area fraction of RandomResizedCrop (0.08 in the recipes)."}
     )
