@@ -226,7 +226,9 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
         "architecture": architecture,
         "initialization": start,
         "recipe": f"{recipe.name}: {recipe.description}",
-        **{key: value for key, value in recipe.to_dict().items() if key not in ("name", "description")},
+        **{key: value for key, value in recipe.to_dict().items()
+           if key not in ("name", "description") and value is not None},
+        "learning rate used": training_args.learning_rate,
         "per-device batch size": training_args.per_device_train_batch_size,
         "max steps": training_args.max_steps,
     }

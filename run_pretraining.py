@@ -32,7 +32,7 @@ from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
 from modeling_a2mim.training.optimization import A2MIMTrainer, mask_token_lr_multiplier
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
-from modeling_a2mim.training.recipes import RECIPE_FIELDS, apply_recipe, global_batch_size, recipe_for
+from modeling_a2mim.training.recipes import apply_recipe, global_batch_size, recipe_for
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +122,14 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     config = model.config
     recipe_name, recipe = recipe_for(config, model_args.model_preset)
     applied = apply_recipe(training_args, recipe, explicit) if model_args.use_recipe_defaults else {}
-    step_decay_at = applied.pop("step_decay_at", None)
+    step_decay_at = None
+    if model_args.use_recipe_defaults and "lr_scheduler_type" not in explicit:
+        step_decay_at = recipe.step_decay_at
     lr_multiplier = model_args.mask_token_lr_multiplier
     if lr_multiplier is None:
         lr_multiplier = recipe.mask_token_lr_multiplier if model_args.use_recipe_defaults else 1.0
     logger.info("Model: %s; recipe %s filled %s (explicit flags win: %s)", model_description, recipe_name, applied,
-                sorted(explicit & set(RECIPE_FIELDS)) or "none")
+                sorted(explicit & {"learning_rate", *recipe.training_arguments()}) or "none")
 
     # Data
     train_dataset, eval_dataset, image_column = prepare_splits(
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         processing_class=image_processor,
         callbacks=list(callbacks),
         lr_multiplier=mask_token_lr_multiplier(lr_multiplier) if lr_multiplier != 1.0 else None,
+        no_decay_name_parts=recipe.no_weight_decay,
         step_decay_at=step_decay_at,
     )
     add_first(trainer, SkippedImagesCallback(counter))

@@ -299,16 +299,3 @@ def test_script_arguments_report_the_names_given_by_flags_json_or_yaml(tmp_path)
         data_args, training_args, given = parse_script_arguments((DataArguments, TrainingArguments),
                                                                  [str(tmp_path / name)])
         assert given == set(values) and training_args.weight_decay == 0.2 and data_args.image_column_name == "img"
-
-
-def test_an_explicit_scheduler_gets_no_recipe_scheduler_kwargs(tmp_path):
-    from modeling_a2mim.training.recipes import RECIPES, apply_recipe
-
-    args = TrainingArguments(output_dir=str(tmp_path), lr_scheduler_type="cosine", use_cpu=True, report_to="none")
-    applied = apply_recipe(args, RECIPES["resnet"], explicit={"output_dir", "lr_scheduler_type"})
-    assert "lr_scheduler_kwargs" not in applied and args.lr_scheduler_kwargs in ({}, None)
-    assert args.lr_scheduler_type == "cosine"
-    default = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    apply_recipe(default, RECIPES["resnet"], explicit={"output_dir"})
-    assert default.lr_scheduler_type == "cosine_with_min_lr"
-    assert default.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(1e-5 / 1.2e-3)}

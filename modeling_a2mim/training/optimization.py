@@ -15,7 +15,8 @@ from .stream_position import StreamPositionCallback
 
 logger = logging.get_logger(__name__)
 
-# Parameters the seed recipes exclude from weight decay by name (norms and biases are found by type / suffix).
+# Parameters the fine-tuning recipes exclude from weight decay by name (norms and biases are found by type / suffix);
+# each pretraining recipe has its own list (`PretrainingRecipe.no_weight_decay`).
 NO_DECAY_NAME_PARTS = (
     "mask_token",
     "cls_token",
@@ -23,25 +24,27 @@ NO_DECAY_NAME_PARTS = (
     "lambda_1",
     "lambda_2",
     "relative_position_bias_table",
+    "layer_scale_parameter",
 )
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 
 def mask_token_lr_multiplier(multiplier: float = 0.1) -> Callable[[str], float]:
-    """The ResNet recipe's hook: the mask token learns at `multiplier` x the base learning rate."""
-    return lambda name: multiplier if name.split(".")[-1] == "mask_token" else 1.0
+    """The CNN recipes' hook: the mask token and its gamma learn at `multiplier` x the base learning rate."""
+    return lambda name: multiplier if name.split(".")[-1] in ("mask_token", "mask_gamma") else 1.0
 
 
-def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Names of the parameters without weight decay: norm weights/biases, all biases, mask token, cls token,
-    position embeddings, layer scale (`lambda_1/2`) and relative position bias tables."""
+def no_weight_decay_names(model: nn.Module, name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS) -> set[str]:
+    """Names of the parameters without weight decay: norm weights/biases, all biases, and every parameter whose name
+    contains one of `name_parts` (by default the mask token, cls token, position embeddings, layer scale and relative
+    position bias tables)."""
     names = set()
     for module_name, module in model.named_modules():
         if isinstance(module, NORM_TYPES):
             names.update(f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters(recurse=False))
     for name, _ in model.named_parameters():
         leaf = name.split(".")[-1]
-        if leaf == "bias" or any(part in name for part in NO_DECAY_NAME_PARTS):
+        if leaf == "bias" or any(part in name for part in name_parts):
             names.add(name)
     return names
 
@@ -51,13 +54,14 @@ def build_parameter_groups(
     learning_rate: float,
     weight_decay: float,
     lr_multiplier: Callable[[str], float] | None = None,
+    no_decay_name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS,
 ) -> list[dict]:
     """Optimizer parameter groups, one per (weight decay, lr multiplier) pair.
 
     Each group holds `lr = learning_rate * multiplier` (learning rate schedulers scale every group's own initial lr)
-    and records `lr_multiplier`. Frozen parameters are left out.
+    and records `lr_multiplier`. Frozen parameters are left out; see `no_weight_decay_names` for `no_decay_name_parts`.
     """
-    no_decay = no_weight_decay_names(model)
+    no_decay = no_weight_decay_names(model, no_decay_name_parts)
     groups: dict[tuple[float, float], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -94,6 +98,8 @@ class A2MIMTrainer(Trainer):
     Args (besides `Trainer`'s):
         lr_multiplier: `name -> multiplier` for each parameter's learning rate (mask token x0.1 for ResNet,
             layer-wise decay for fine-tuning); `None` keeps every multiplier at 1.
+        no_decay_name_parts: name parts of the parameters without weight decay besides norms and biases (the
+            pretraining recipe's `no_weight_decay`; default `NO_DECAY_NAME_PARTS`).
         step_decay_at: when set, the schedule is warmup + constant + x0.1 at this fraction of training instead of
             `--lr_scheduler_type`.
         eval_data_collator: collates the evaluation batches instead of `data_collator` (for pretraining: a
@@ -107,10 +113,12 @@ class A2MIMTrainer(Trainer):
     the batches trained in it, and a resumed run re-reads that pass (same seed, same order) and skips those batches.
     """
 
-    def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None, step_decay_at: float | None = None,
+    def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None,
+                 no_decay_name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS, step_decay_at: float | None = None,
                  eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lr_multiplier = lr_multiplier
+        self.no_decay_name_parts = no_decay_name_parts
         self.step_decay_at = step_decay_at
         self.eval_data_collator = eval_data_collator
         self.streams_training_data = self.train_dataset is not None and not has_length(self.train_dataset)
@@ -122,7 +130,7 @@ class A2MIMTrainer(Trainer):
             opt_model = self.model if model is None else model
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             groups = build_parameter_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
-                                            self.lr_multiplier)
+                                            self.lr_multiplier, self.no_decay_name_parts)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
