@@ -37,7 +37,6 @@ from modeling_a2mim.finetuning.transforms import (
     collate_classification,
 )
 from modeling_a2mim.training.arguments import prepare_splits
-from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.hub import push_output_dir
@@ -184,8 +183,8 @@ def main(callbacks=()):
         optimizer_name=recipe.optimizer,
         lr_multiplier=layer_decay_multiplier(model, recipe.layer_decay) if use_layer_decay else None,
         callbacks=list(callbacks),
+        skipped_images=counter,
     )
-    add_first(trainer, SkippedImagesCallback(counter))
     checkpoint = None  # the EMA is resumed from the same checkpoint as the weights, see EMACallback
     if training_args.do_train:
         checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -194,8 +193,6 @@ def main(callbacks=()):
 
     all_metrics = {}
     if training_args.do_train:
-        if checkpoint:
-            logger.info("Resuming from %s", checkpoint)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         metrics = {**train_result.metrics, "skipped_images": counter.value}
@@ -206,6 +203,8 @@ def main(callbacks=()):
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["skipped_images"] = counter.value
+        # eval_loss is the loss of the recipe given to this run (in an eval-only run maybe not the one trained with)
+        metrics["eval_loss_function"] = trainer.classification_loss.describe()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         all_metrics.update({k: v for k, v in metrics.items() if k.startswith("eval_")})

@@ -44,8 +44,6 @@ class FinetuningRecipe(Recipe):
                 "label_smoothing_factor": self.label_smoothing, "lr_scheduler_type": "cosine"}
 
 
-_OPENMIXUP = "openmixup configs/benchmarks/classification/"
-
 RSB_A3 = FinetuningRecipe(
     name="rsb-a3",
     description="ResNet strikes back A3: 100 epochs at 160 px (test 224 px), LAMB, BCE, mixup/cutmix",

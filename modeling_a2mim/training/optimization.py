@@ -1,7 +1,6 @@
 """Optimizer parameter groups of the A2MIM recipes, a warmup + step schedule, and the Trainer that uses them."""
 
 import math
-import os
 from collections.abc import Callable
 
 import torch
@@ -11,6 +10,8 @@ from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import has_length
 from transformers.utils import logging
 
+from ..data import SkippedImageCounter
+from .callbacks import ResumedScheduleCallback, SkippedImagesCallback
 from .stream_position import StreamPositionCallback
 
 logger = logging.get_logger(__name__)
@@ -102,21 +103,27 @@ class A2MIMTrainer(Trainer):
             pretraining recipe's `no_weight_decay`; default `NO_DECAY_NAME_PARTS`).
         step_decay_at: when set, the schedule is warmup + constant + x0.1 at this fraction of training instead of
             `--lr_scheduler_type`.
+        skipped_images: the counter of unreadable images the collators dropped; every log entry (console,
+            TensorBoard, the train and eval metrics) gets its value as `skipped_images`, and the end of training warns
+            when it is not 0.
         eval_data_collator: collates the evaluation batches instead of `data_collator` (for pretraining: a
             `MaskingCollator` with the center-crop transform and `fixed_masks=True`, restarted before every
             evaluation, so that eval losses of different steps are measured on the same crops and masks).
-    If the environment variable `A2MIM_SAMPLE_LOG` names a folder, every training batch's `sample_ids` (put there by
-    the collator's `extra_columns`) are appended to `<folder>/rank<k>.txt` as `global_step id...` lines; this is
-    how the multi-process tests check which rank trained on which sample. Without it `sample_ids` is just dropped.
 
-    A streamed (length-less) training set resumes where it stopped: a `StreamPositionCallback` records the pass and
+    A resumed run trains at the current schedule's learning rate from its first step (`ResumedScheduleCallback`), so a
+    finished run extended with a larger `--max_steps` continues on the new schedule. A streamed (length-less)
+    training set resumes where it stopped: a `StreamPositionCallback` records the pass and
     the batches trained in it, and a resumed run re-reads that pass (same seed, same order) and skips those batches.
     """
 
     def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None,
                  no_decay_name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS, step_decay_at: float | None = None,
-                 eval_data_collator=None, **kwargs):
+                 eval_data_collator=None, skipped_images: SkippedImageCounter | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.skipped_images = skipped_images
+        self.add_callback(ResumedScheduleCallback())
+        if skipped_images is not None:
+            self.add_callback(SkippedImagesCallback(skipped_images))
         self.lr_multiplier = lr_multiplier
         self.no_decay_name_parts = no_decay_name_parts
         self.step_decay_at = step_decay_at
@@ -133,6 +140,11 @@ class A2MIMTrainer(Trainer):
                                             self.lr_multiplier, self.no_decay_name_parts)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.skipped_images is not None:
+            logs["skipped_images"] = self.skipped_images.value
+        super().log(logs, start_time)
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.eval_data_collator is None:
@@ -183,13 +195,3 @@ class A2MIMTrainer(Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         loaded = type(model).from_pretrained(resume_from_checkpoint, config=model.config)
         model.load_state_dict(loaded.state_dict(), strict=True)
-
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        sample_ids = inputs.pop("sample_ids", None)
-        log_dir = os.environ.get("A2MIM_SAMPLE_LOG")
-        if sample_ids is not None and log_dir and model.training:
-            os.makedirs(log_dir, exist_ok=True)
-            with open(os.path.join(log_dir, f"rank{self.args.process_index}.txt"), "a") as handle:
-                ids = " ".join(str(i) for i in sample_ids.tolist())
-                handle.write(f"{self.state.global_step} {ids}\n")
-        return super().compute_loss(model, inputs, *args, **kwargs)
