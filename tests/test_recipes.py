@@ -134,3 +134,10 @@ def test_finetuning_model_card_shows_the_reference_batch_and_the_learning_rate_u
         assert "reference_batch_size | 0" not in card and "reference_batch_size | None" not in card
         assert reference is None or reference in card
     assert f"| learning rate used | {args.learning_rate:.4g} |" in card
+
+
+def test_a_bad_recipe_knob_is_a_one_line_error(tmp_path):
+    with pytest.raises(ValueError, match=r"^--random_erasing_mode 'zeros' is not one of pixel, rand, const\.$"):
+        resolve_recipe(RecipeArguments(recipe="beit-ft", random_erasing_mode="zeros"), training_args(tmp_path), set())
+    with pytest.raises(ValueError, match=r"^--loss 'mse' is not one of cross_entropy, bce\.$"):
+        resolve_recipe(RecipeArguments(loss="mse"), training_args(tmp_path), set())

@@ -7,6 +7,8 @@ from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from torch import nn
 
+from .recipes import LOSSES
+
 
 class BatchMixing(nn.Module):
     """timm's batch-wise MixUp (`mixup_alpha`) / CutMix (`cutmix_alpha`): with both, CutMix is drawn with probability
@@ -50,8 +52,8 @@ class ClassificationLoss(nn.Module):
 
     def __init__(self, kind: str = "cross_entropy", label_smoothing: float = 0.0):
         super().__init__()
-        if kind not in ("cross_entropy", "bce"):
-            raise ValueError(f"Unknown loss {kind!r}; use 'cross_entropy' or 'bce'.")
+        if kind not in LOSSES:
+            raise ValueError(f"Unknown loss {kind!r}; use one of {', '.join(LOSSES)}.")
         self.kind = kind
         self.label_smoothing = label_smoothing
 

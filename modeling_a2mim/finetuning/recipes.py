@@ -11,6 +11,10 @@ from dataclasses import dataclass, replace
 
 from ..training.recipes import Recipe
 
+OPTIMIZERS = ("adamw", "lamb")
+LOSSES = ("cross_entropy", "bce")
+RANDOM_ERASING_MODES = ("pixel", "rand", "const")  # timm: per-pixel noise, one noise colour per box, zeros
+
 
 @dataclass(frozen=True, kw_only=True)
 class FinetuningRecipe(Recipe):
@@ -38,6 +42,12 @@ class FinetuningRecipe(Recipe):
     train_image_size: int | None = None  # None: the checkpoint's resolution
     eval_image_size: int | None = None
     eval_crop_ratio: float | None = None  # resize the short side to size / ratio, then center crop
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, allowed in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("random_erasing_mode", RANDOM_ERASING_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}.")
 
     def training_arguments(self) -> dict:
         return {**super().training_arguments(), "num_train_epochs": self.num_train_epochs,

@@ -5,8 +5,7 @@ from timm.optim import Lamb
 
 from ..training.optimization import A2MIMTrainer
 from .mixing import BatchMixing, ClassificationLoss
-
-OPTIMIZERS = ("adamw", "lamb")
+from .recipes import OPTIMIZERS
 
 
 class FinetuningTrainer(A2MIMTrainer):
