@@ -37,7 +37,6 @@ from modeling_a2mim.finetuning.transforms import (
     collate_classification,
 )
 from modeling_a2mim.training.arguments import prepare_splits
-from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.files import share_output_files
@@ -118,10 +117,7 @@ def build_image_processing(model, checkpoint_processor, recipe, from_checkpoint:
         image_processor = checkpoint_processor
     else:
         image_processor = build_eval_image_processor(eval_size, mean, std, recipe.eval_crop_ratio)
-    train_transform = build_train_transform(
-        train_size, mean, std, rand_augment_magnitude=recipe.rand_augment_magnitude or None,
-        random_erasing=recipe.random_erasing, scale=(recipe.min_crop_scale, 1.0),
-    )
+    train_transform = build_train_transform(train_size, mean, std, recipe)
     return train_transform, image_processor
 
 
@@ -173,7 +169,7 @@ def main(callbacks=()):
 
     mixing = None
     if recipe.mixup_alpha or recipe.cutmix_alpha:
-        mixing = BatchMixing(len(labels), recipe.mixup_alpha, recipe.cutmix_alpha)
+        mixing = BatchMixing(len(labels), recipe.mixup_alpha, recipe.cutmix_alpha, recipe.label_smoothing)
     use_layer_decay = recipe.layer_decay is not None and recipe.layer_decay != 1
     trainer = FinetuningTrainer(
         model=model,
@@ -188,8 +184,8 @@ def main(callbacks=()):
         optimizer_name=recipe.optimizer,
         lr_multiplier=layer_decay_multiplier(model, recipe.layer_decay) if use_layer_decay else None,
         callbacks=list(callbacks),
+        skipped_images=counter,
     )
-    add_first(trainer, SkippedImagesCallback(counter))
     checkpoint = None  # the EMA is resumed from the same checkpoint as the weights, see EMACallback
     if training_args.do_train:
         checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -198,8 +194,6 @@ def main(callbacks=()):
 
     all_metrics = {}
     if training_args.do_train:
-        if checkpoint:
-            logger.info("Resuming from %s", checkpoint)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         metrics = {**train_result.metrics, "skipped_images": counter.value}
@@ -210,6 +204,8 @@ def main(callbacks=()):
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["skipped_images"] = counter.value
+        # eval_loss is the loss of the recipe given to this run (in an eval-only run maybe not the one trained with)
+        metrics["eval_loss_function"] = trainer.classification_loss.describe()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         all_metrics.update({k: v for k, v in metrics.items() if k.startswith("eval_")})
@@ -231,7 +227,9 @@ def write_finetuning_card(training_args, data_args, model_args, recipe, metrics:
         "architecture": architecture,
         "initialization": start,
         "recipe": f"{recipe.name}: {recipe.description}",
-        **{key: value for key, value in recipe.to_dict().items() if key not in ("name", "description")},
+        **{key: value for key, value in recipe.to_dict().items()
+           if key not in ("name", "description") and value is not None},
+        "learning rate used": training_args.learning_rate,
         "per-device batch size": training_args.per_device_train_batch_size,
         "max steps": training_args.max_steps,
     }

@@ -24,7 +24,6 @@ from modeling_a2mim.data.collator import MaskingCollator
 from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
-from modeling_a2mim.training.callbacks import SkippedImagesCallback, add_first
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.files import share_output_files
@@ -33,11 +32,9 @@ from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
 from modeling_a2mim.training.optimization import A2MIMTrainer, mask_token_lr_multiplier
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
-from modeling_a2mim.training.recipes import RECIPE_FIELDS, apply_recipe, global_batch_size, recipe_for
+from modeling_a2mim.training.recipes import apply_recipe, global_batch_size, recipe_for
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_LOG_ENV = "A2MIM_SAMPLE_LOG"  # test hook: log each batch's ids (column A2MIM_SAMPLE_ID_COLUMN, default "id")
 
 
 @dataclass
@@ -112,12 +109,14 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     config = model.config
     recipe_name, recipe = recipe_for(config, model_args.model_preset)
     applied = apply_recipe(training_args, recipe, explicit) if model_args.use_recipe_defaults else {}
-    step_decay_at = applied.pop("step_decay_at", None)
+    step_decay_at = None
+    if model_args.use_recipe_defaults and "lr_scheduler_type" not in explicit:
+        step_decay_at = recipe.step_decay_at
     lr_multiplier = model_args.mask_token_lr_multiplier
     if lr_multiplier is None:
         lr_multiplier = recipe.mask_token_lr_multiplier if model_args.use_recipe_defaults else 1.0
     logger.info("Model: %s; recipe %s filled %s (explicit flags win: %s)", model_description, recipe_name, applied,
-                sorted(explicit & set(RECIPE_FIELDS)) or "none")
+                sorted(explicit & {"learning_rate", *recipe.training_arguments()}) or "none")
 
     # Data
     train_dataset, eval_dataset, image_column = prepare_splits(
@@ -137,12 +136,8 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         image_std=list(getattr(image_processor, "image_std", None) or IMAGENET_STD),
     )
     counter = SkippedImageCounter()
-    id_column = os.environ.get("A2MIM_SAMPLE_ID_COLUMN", "id")
     collator_options = {"image_column": image_column, "counter": counter, "seed": training_args.seed}
-    collator = MaskingCollator.from_config(
-        config, image_processor, train=True, **collator_options,
-        extra_columns={id_column: "sample_ids"} if os.environ.get(SAMPLE_LOG_ENV) else None,
-    )
+    collator = MaskingCollator.from_config(config, image_processor, train=True, **collator_options)
     # Evaluation: center crops and the same masks at every evaluation, so that eval losses are comparable.
     eval_collator = MaskingCollator.from_config(config, image_processor, train=False, **collator_options)
 
@@ -163,10 +158,11 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         eval_data_collator=eval_collator,
         processing_class=image_processor,
         callbacks=list(callbacks),
+        skipped_images=counter,
         lr_multiplier=mask_token_lr_multiplier(lr_multiplier) if lr_multiplier != 1.0 else None,
+        no_decay_name_parts=recipe.no_weight_decay,
         step_decay_at=step_decay_at,
     )
-    add_first(trainer, SkippedImagesCallback(counter))
     # The reconstruction picture shows center crops (the eval collator's transform) with masks of a fixed seed.
     held = first_readable_images(eval_dataset if eval_dataset is not None else train_dataset, image_column,
                                  eval_collator.transform, model_args.num_reconstruction_images)
@@ -175,8 +171,6 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     trainer.add_callback(reconstructions)
 
     checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if checkpoint:
-        logger.warning("Resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
 
     # Outputs: weights + config (auto_map) + image processor, metrics, picture, model card.

@@ -9,6 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, Features, Value
+from timm.data import Mixup
+from timm.data.auto_augment import RandAugment
+from timm.data.random_erasing import RandomErasing
+from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import Lamb
 from transformers import (
     BeitConfig,
@@ -95,35 +99,71 @@ def test_layer_decay_groups_for_resnet_stages():
 
 
 # ----- mixing and losses --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mixup, cutmix", [(0.8, 1.0), (0.1, 0.0), (0.0, 1.0)])
-def test_mixup_cutmix_targets_are_distributions(mixup, cutmix):
-    mixing = BatchMixing(num_classes=5, mixup_alpha=mixup, cutmix_alpha=cutmix)
-    images, labels = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0])
-    for _ in range(5):
+def smoothed_one_hot(labels, num_classes, smoothing):
+    """timm's label smoothing: off value s / K, on value 1 - s + s / K."""
+    return F.one_hot(labels, num_classes).float() * (1 - smoothing) + smoothing / num_classes
+
+
+def test_mixing_is_timm_mixup_with_the_recipes_switch_probability_and_smoothing():
+    recipe = RECIPES["beit-ft"]
+    mixing = BatchMixing(5, recipe.mixup_alpha, recipe.cutmix_alpha, recipe.label_smoothing)
+    assert isinstance(mixing.mix, Mixup) and mixing.mix.switch_prob == 0.5 and mixing.mix.mode == "batch"
+    labels = torch.tensor([0, 1, 2, 3])
+    expected_pair = smoothed_one_hot(labels, 5, 0.1), smoothed_one_hot(labels.flip(0), 5, 0.1)
+    cutmix_batches = 0
+    for _ in range(200):
+        images = torch.rand(4, 1, 8, 8) + 1  # no pixel equals its partner's
         mixed, targets = mixing(images, labels)
-        assert mixed.shape == images.shape and targets.shape == (6, 5)
-        assert torch.allclose(targets.sum(dim=1), torch.ones(6)) and (targets >= 0).all()
-        # each row mixes its own label with the label of the rolled batch
-        assert (targets.argmax(1) == labels).logical_or(targets.argmax(1) == labels.roll(1)).all()
+        from_self, from_partner = mixed == images, mixed == images.flip(0)
+        if (from_self | from_partner).all():  # CutMix: every pixel from one of the two images
+            cutmix_batches += 1
+            lam = from_self[0].float().mean()
+        else:  # MixUp: one weight for the whole batch
+            lam = (mixed[0, 0, 0, 0] - images[3, 0, 0, 0]) / (images[0, 0, 0, 0] - images[3, 0, 0, 0])
+        torch.testing.assert_close(targets, lam * expected_pair[0] + (1 - lam) * expected_pair[1], atol=1e-4,
+                                   rtol=0)
+    assert 70 <= cutmix_batches <= 130  # switch probability 0.5 (binomial(200, 0.5) stays in here with p > 0.99)
+
+
+def test_mixing_an_odd_batch_keeps_the_last_image_with_its_smoothed_target():
+    mixing = BatchMixing(3, mixup_alpha=0.8, label_smoothing=0.1)
+    images, labels = torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 2])
+    mixed, targets = mixing(images, labels)
+    assert torch.equal(mixed[2], images[2])
+    torch.testing.assert_close(targets[2], smoothed_one_hot(labels, 3, 0.1)[2])
+    torch.testing.assert_close(targets.sum(1), torch.ones(3))
     with pytest.raises(ValueError, match="mixup_alpha > 0 or cutmix_alpha > 0"):
         BatchMixing(5)
 
 
-def test_losses_match_torch_on_hard_and_soft_targets():
+def test_rsb_targets_are_mixed_one_hots_and_the_loss_is_timm_bce():
+    recipe = RECIPES["rsb-a3"]
+    mixing = BatchMixing(4, recipe.mixup_alpha, recipe.cutmix_alpha, recipe.label_smoothing)
+    labels = torch.tensor([0, 1, 2, 3, 1, 0])
+    _, targets = mixing(torch.rand(6, 3, 8, 8), labels)
+    assert set(targets.nonzero()[:, 1].tolist()) <= set(labels.tolist())  # no smoothing mass on other classes
+    assert torch.equal(targets + targets.flip(0), smoothed_one_hot(labels, 4, 0) + smoothed_one_hot(labels.flip(0), 4, 0))
+    logits = torch.randn(6, 4)
+    loss = ClassificationLoss(recipe.loss, recipe.label_smoothing)
+    torch.testing.assert_close(loss(logits, targets), BinaryCrossEntropy(smoothing=0.0)(logits, targets))
+    torch.testing.assert_close(loss(logits, labels), BinaryCrossEntropy(smoothing=0.0)(logits, labels))
+
+
+def test_losses_match_timm_on_hard_and_soft_targets():
     logits, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 2])
-    one_hot = F.one_hot(labels, 3).float()
-    assert torch.allclose(ClassificationLoss("cross_entropy", 0.1)(logits, labels),
-                          F.cross_entropy(logits, labels, label_smoothing=0.1))
-    assert torch.allclose(ClassificationLoss("bce")(logits, labels),
-                          F.binary_cross_entropy_with_logits(logits, one_hot))
-    smoothed = one_hot * 0.9 + 0.1 / 3
-    assert torch.allclose(ClassificationLoss("bce", 0.1)(logits, one_hot),
-                          F.binary_cross_entropy_with_logits(logits, smoothed))
+    soft = smoothed_one_hot(labels, 3, 0.1) * 0.7 + smoothed_one_hot(labels.flip(0), 3, 0.1) * 0.3
+    torch.testing.assert_close(ClassificationLoss("cross_entropy", 0.1)(logits, labels),
+                               LabelSmoothingCrossEntropy(0.1)(logits, labels))
+    # Soft targets come smoothed from BatchMixing: the loss must not smooth them again.
+    torch.testing.assert_close(ClassificationLoss("cross_entropy", 0.1)(logits, soft), SoftTargetCrossEntropy()(logits, soft))
+    torch.testing.assert_close(ClassificationLoss("bce", 0.1)(logits, labels),
+                               BinaryCrossEntropy(smoothing=0.1)(logits, labels))
+    torch.testing.assert_close(ClassificationLoss("bce", 0.1)(logits, soft), BinaryCrossEntropy(smoothing=0.1)(logits, soft))
+    assert ClassificationLoss("bce", 0.1).describe() == "bce (label smoothing 0.1)"
     with pytest.raises(ValueError, match="Unknown loss 'mse'"):
         ClassificationLoss("mse")
 
 
-# ----- metrics ------------------------------------------------------------------------------------------------------
 def test_offline_metric_equals_numpy_top1_and_top5():
     metric = load_accuracy_metric()  # the tests run with HF_HUB_OFFLINE=1: the Hub load fails and the copy is used
     assert LOCAL_ACCURACY.endswith("accuracy")
@@ -188,10 +228,29 @@ def test_samples_per_class_is_balanced_and_seeded():
 
 
 # ----- transforms, EMA, optimizer, probes --------------------------------------------------------------------------
-def test_train_transform_and_eval_processor_sizes():
+@pytest.mark.parametrize("name, magnitude", [("beit-ft", 9), ("rsb-a3", 6), ("rsb-a2", 7)])
+def test_train_transform_is_timms_pipeline_with_the_recipes_parameters(name, magnitude):
+    recipe = RECIPES[name]
+    transform = build_train_transform(24, [0.5] * 3, [0.5] * 3, recipe)
+    steps = {type(step).__name__: step for step in transform.transforms}
+    crop = steps["RandomResizedCropAndInterpolation"]
+    assert crop.scale == (recipe.min_crop_scale, 1.0) and crop.size == (24, 24)
+    rand_augment = steps["RandAugment"]
+    assert isinstance(rand_augment, RandAugment) and rand_augment.num_layers == 2
+    assert {(op.magnitude, op.magnitude_std) for op in rand_augment.ops} == {(magnitude, 0.5)}
+    assert "SolarizeIncreasing" in {op.name for op in rand_augment.ops}  # inc1: timm's increasing op set
+    erasing = steps.get("RandomErasing")
+    if recipe.random_erasing:
+        assert isinstance(erasing, RandomErasing) and erasing.probability == recipe.random_erasing
+        assert erasing.mode == "pixel" and erasing.per_pixel
+    else:
+        assert erasing is None
     image = PIL.Image.new("RGB", (40, 30), (128, 128, 128))
-    out = build_train_transform(24, [0.5] * 3, [0.5] * 3, rand_augment_magnitude=9, random_erasing=1.0)(image)
-    assert out.shape == (3, 24, 24) and (out == 0).any()  # random erasing with p=1 writes zeros
+    assert transform(image).shape == (3, 24, 24)
+
+
+def test_eval_processor_sizes():
+    image = PIL.Image.new("RGB", (40, 30), (128, 128, 128))
     crop = build_eval_image_processor(16, [0.5] * 3, [0.5] * 3, crop_ratio=0.5)
     assert crop(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 16, 16)
     assert crop.crop_pct == 0.5 and crop.size["shortest_edge"] == 16

@@ -18,6 +18,7 @@ from modeling_a2mim import BlockMaskGenerator
 from modeling_a2mim.data.transforms import PretrainingTransform
 from modeling_a2mim.training.model_init import build_pretraining_model
 
+from . import sample_log
 from .pretraining_data import textured_image, write_image_folder, write_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,30 +214,22 @@ def test_continued_pretraining_from_an_exported_resnet_keeps_its_size_and_says_w
     assert json.loads((out / "config.json").read_text())["image_size"] == 64
 
 
-def read_sample_log(folder: Path) -> dict[int, dict[int, list[int]]]:
-    """`{rank: {global_step: [sample ids]}}` from the A2MIM_SAMPLE_LOG files."""
-    logged = {}
-    for path in sorted(folder.glob("rank*.txt")):
-        rank = int(path.stem[4:])
-        for line in path.read_text().splitlines():
-            step, *ids = map(int, line.split())
-            logged.setdefault(rank, {})[step] = ids
-    return logged
+SAMPLE_LOG_SCRIPT = str(ROOT / "tests" / "sample_log.py")  # runs run_pretraining.py, logging each step's sample ids
 
 
 def test_two_process_streaming_each_sample_once_per_epoch(tmp_path):
     parquet = write_parquet(tmp_path / "train.parquet", count=24, size=32)
-    env = {**os.environ, "A2MIM_SAMPLE_LOG": str(tmp_path / "ids"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # 24 samples, 2 ranks x 4 per device = 8 per step: epoch 0 is steps 0-2, epoch 1 steps 3-5.
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-         str(ROOT / "run_pretraining.py"), "--output_dir", str(tmp_path / "out"), "--model_preset", "vit-micro",
+         SAMPLE_LOG_SCRIPT, str(tmp_path / "ids"), "--output_dir", str(tmp_path / "out"), "--model_preset", "vit-micro",
          "--data_files", str(parquet), "--streaming", "--shuffle_buffer_size", "24", "--max_steps", "6",
          "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none", *FAST],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    logged = read_sample_log(tmp_path / "ids")
+    logged = sample_log.read(tmp_path / "ids")
     assert sorted(logged) == [0, 1] and sorted(logged[0]) == sorted(logged[1]) == list(range(6))
     epochs = []
     for steps in (range(0, 3), range(3, 6)):
@@ -253,6 +246,9 @@ import os, signal, sys
 sys.path.insert(0, {root!r})
 from transformers import TrainerCallback
 import run_pretraining
+from tests import sample_log
+
+sample_log.install({sample_log!r})
 
 class KillAfterSave(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
@@ -263,20 +259,19 @@ run_pretraining.main(sys.argv[1:], callbacks=[KillAfterSave()])
 """
 
 
-def run_script(out: Path, args: list[str], sample_log: Path) -> str:
-    """Run run_pretraining.py to the end with `A2MIM_SAMPLE_LOG=sample_log`; returns its logs."""
-    env = {**os.environ, "A2MIM_SAMPLE_LOG": str(sample_log)}
-    result = subprocess.run([sys.executable, str(ROOT / "run_pretraining.py"), "--output_dir", str(out), *args],
-                            capture_output=True, text=True, timeout=600, env=env)
+def run_script(out: Path, args: list[str], sample_log_dir: Path) -> str:
+    """Run run_pretraining.py to the end, logging each step's sample ids into `sample_log_dir`; returns its logs."""
+    result = subprocess.run([sys.executable, SAMPLE_LOG_SCRIPT, str(sample_log_dir), "--output_dir", str(out), *args],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
-def kill_after_checkpoint(out: Path, args: list[str], sample_log: Path, step: int) -> None:
+def kill_after_checkpoint(out: Path, args: list[str], sample_log_dir: Path, step: int) -> None:
     """Run run_pretraining.py and SIGKILL it right after it saved `checkpoint-{step}`."""
-    env = {**os.environ, "A2MIM_SAMPLE_LOG": str(sample_log)}
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_SAVE.format(root=str(ROOT), step=step),
-                             "--output_dir", str(out), *args], capture_output=True, text=True, timeout=600, env=env)
+    code = KILL_AT_SAVE.format(root=str(ROOT), step=step, sample_log=str(sample_log_dir))
+    killed = subprocess.run([sys.executable, "-c", code, "--output_dir", str(out), *args], capture_output=True,
+                            text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not (out / "model.safetensors").exists() and (out / f"checkpoint-{step}" / "trainer_state.json").exists()
 
@@ -293,7 +288,7 @@ def test_kill_and_resume_reaches_the_same_step_with_the_same_data(tmp_path):
     assert f"Resuming from {out / 'checkpoint-4'}" in logs and "missing keys" not in logs
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
 
-    logged = read_sample_log(tmp_path / "ids")[0]
+    logged = sample_log.read(tmp_path / "ids")[0]
     assert sorted(logged) == list(range(6))  # steps 0-3 before the kill (then 4 again, lost), 4-5 after resuming
     # The resumed run continued the epoch's permutation instead of restarting from its first batch: the 6 batches
     # of one epoch over 40 samples are 24 distinct samples.
@@ -307,9 +302,9 @@ def test_streaming_kill_and_resume_trains_the_samples_of_an_uninterrupted_run(tm
     args = ["--model_preset", "vit-micro", "--data_files", str(parquet), "--streaming", "--shuffle_buffer_size", "8",
             "--max_steps", "6", "--per_device_train_batch_size", "4", "--save_steps", "5", "--report_to", "none",
             *FAST]
-    monkeypatch.setenv("A2MIM_SAMPLE_LOG", str(tmp_path / "uninterrupted_ids"))
+    sample_log.install(tmp_path / "uninterrupted_ids", monkeypatch.setattr)
     run_pretraining.main(["--output_dir", str(tmp_path / "uninterrupted"), *args])
-    expected = read_sample_log(tmp_path / "uninterrupted_ids")[0]
+    expected = sample_log.read(tmp_path / "uninterrupted_ids")[0]
     assert sorted(expected) == list(range(6))
     for steps in (range(0, 3), range(3, 6)):
         assert sorted(i for step in steps for i in expected[step]) == list(range(12))  # each sample once per pass
@@ -319,5 +314,5 @@ def test_streaming_kill_and_resume_trains_the_samples_of_an_uninterrupted_run(tm
     logs = run_script(out, args, tmp_path / "ids")
     assert f"Resuming from {out / 'checkpoint-5'}" in logs
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
-    logged = read_sample_log(tmp_path / "ids")[0]  # steps 0-5 before the kill (5 lost with it), then 5 again
+    logged = sample_log.read(tmp_path / "ids")[0]  # steps 0-5 before the kill (5 lost with it), then 5 again
     assert logged == expected

@@ -263,16 +263,22 @@ def test_trainer_evaluates_on_the_same_crops_and_masks_every_time(tmp_path):
 
 
 # ----- callbacks and model card -------------------------------------------------------------------------------------
-def test_skipped_images_callback_adds_count_to_logs():
-    from transformers import TrainerControl, TrainerState
+def test_trainer_adds_the_skipped_image_count_to_every_log_entry(tmp_path):
+    from transformers import TrainerCallback
 
+    class Seen(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append(dict(logs))
+
+    seen = []
     counter = SkippedImageCounter()
     counter.add(3)
-    state = TrainerState()
-    state.log_history.append({"loss": 1.0})
-    logs = {"loss": 1.0}
-    SkippedImagesCallback(counter).on_log(None, state, TrainerControl(), logs=logs)
-    assert logs["skipped_images"] == 3 and state.log_history[-1]["skipped_images"] == 3
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none")
+    trainer = A2MIMTrainer(model=torch.nn.Linear(2, 2), args=args, skipped_images=counter, callbacks=[Seen()])
+    trainer.log({"loss": 1.0})
+    assert seen[-1]["skipped_images"] == 3 and seen[-1]["loss"] == 1.0  # every logger sees it, wherever it is
+    assert trainer.state.log_history[-1]["skipped_images"] == 3
+    assert any(isinstance(callback, SkippedImagesCallback) for callback in trainer.callback_handler.callbacks)
 
 
 def test_model_card_round_trip(tmp_path):
@@ -341,19 +347,6 @@ def test_transformers_example_flag_names_and_the_validation_split_alias(tmp_path
         assert data_args.train_val_split == 0.25
         assert (data_args.image_column_name, data_args.max_train_samples, data_args.max_eval_samples,
                 data_args.dataset_config_name) == ("img", 4, 2, "tiny")
-
-
-def test_an_explicit_scheduler_gets_no_recipe_scheduler_kwargs(tmp_path):
-    from modeling_a2mim.training.recipes import RECIPES, apply_recipe
-
-    args = TrainingArguments(output_dir=str(tmp_path), lr_scheduler_type="cosine", use_cpu=True, report_to="none")
-    applied = apply_recipe(args, RECIPES["resnet"], explicit={"output_dir", "lr_scheduler_type"})
-    assert "lr_scheduler_kwargs" not in applied and args.lr_scheduler_kwargs in ({}, None)
-    assert args.lr_scheduler_type == "cosine"
-    default = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    apply_recipe(default, RECIPES["resnet"], explicit={"output_dir"})
-    assert default.lr_scheduler_type == "cosine_with_min_lr"
-    assert default.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(1e-5 / 1.2e-3)}
 
 
 # ----- output files -------------------------------------------------------------------------------------------------

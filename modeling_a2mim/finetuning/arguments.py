@@ -1,13 +1,13 @@
 """Arguments of `run_finetuning.py` / `run_linear_probe.py`, and how a recipe fills the flags a user did not give."""
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
-from transformers import SchedulerType, TrainingArguments
+from transformers import TrainingArguments
 
 from ..training.arguments import DataArguments
-from ..training.recipes import global_batch_size
-from .recipes import FinetuningRecipe, get_recipe, scaled_learning_rate
+from ..training.recipes import apply_recipe
+from .recipes import RECIPES, FinetuningRecipe, get_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +52,24 @@ class RecipeArguments:
 
     recipe: str | None = field(
         default=None,
-        metadata={"help": "rsb-a3, rsb-a2 (ResNet) or beit-ft (ViT); without it a plain AdamW + cosine fine-tune."},
+        metadata={"help": f"A fine-tuning protocol: {', '.join(RECIPES)}; without it a plain AdamW + cosine "
+                          "fine-tune."},
     )
     optimizer: str | None = field(default=None, metadata={"help": "adamw or lamb."})
     loss: str | None = field(default=None, metadata={"help": "cross_entropy or bce."})
     mixup_alpha: float | None = field(default=None, metadata={"help": "MixUp alpha (0 disables)."})
     cutmix_alpha: float | None = field(default=None, metadata={"help": "CutMix alpha (0 disables)."})
-    rand_augment_magnitude: int | None = field(
-        default=None, metadata={"help": "RandAugment magnitude (2 ops per image; 0 disables)."}
+    auto_augment: str | None = field(
+        default=None,
+        metadata={"help": "timm RandAugment string, e.g. rand-m9-mstd0.5-inc1 (magnitude 9 of 10, magnitude noise "
+                          "0.5, increasing ops); an empty string disables it."},
     )
-    random_erasing: float | None = field(default=None, metadata={"help": "RandomErasing probability (0 disables)."})
+    random_erasing: float | None = field(
+        default=None, metadata={"help": "timm RandomErasing probability (0 disables)."}
+    )
+    random_erasing_mode: str | None = field(
+        default=None, metadata={"help": "timm RandomErasing fill: pixel (per-pixel noise, the recipes'), rand or const."}
+    )
     min_crop_scale: float | None = field(
         default=None, metadata={"help": "Smallest area fraction of RandomResizedCrop (0.08 in the recipes)."}
     )
@@ -82,11 +90,11 @@ class RecipeArguments:
     )
 
 
-# TrainingArguments a recipe sets unless the user gives them, with the recipe field each comes from.
-_TRAINING_FIELDS = {
+# TrainingArguments flags that override a recipe field (transformers' names for the recipe's knobs).
+_TRAINING_FLAGS = {
     "num_train_epochs": "num_train_epochs",
     "weight_decay": "weight_decay",
-    "warmup_steps": "warmup_ratio",
+    "warmup_steps": "warmup",
     "max_grad_norm": "max_grad_norm",
     "label_smoothing_factor": "label_smoothing",
 }
@@ -95,31 +103,23 @@ _TRAINING_FIELDS = {
 def resolve_recipe(
     recipe_args: RecipeArguments, training_args: TrainingArguments, given: set[str]
 ) -> FinetuningRecipe:
-    """The recipe with the user's overrides applied; also sets the TrainingArguments the user did not give.
+    """The recipe with the user's overrides applied (flags of `RecipeArguments` and the TrainingArguments in `given`);
+    sets the TrainingArguments the user did not give through `apply_recipe`, the rule pretraining uses too.
 
-    Returns the effective recipe (its `learning_rate` is the one used). Learning rate: the user's `--learning_rate`,
-    else the recipe's scaled to the total batch size (`scale_learning_rate`).
+    The learning rate is the user's `--learning_rate`, else the recipe's scaled from its reference batch to the
+    global batch (`--scale_learning_rate`, default on). The returned recipe keeps its own learning rate and reference
+    batch; `training_args.learning_rate` holds the one used.
     """
     recipe = get_recipe(recipe_args.recipe)
+    recipe_fields = {f.name for f in fields(FinetuningRecipe)}
     overrides = {
         f.name: getattr(recipe_args, f.name)
         for f in fields(RecipeArguments)
-        if f.name in {g.name for g in fields(FinetuningRecipe)} and getattr(recipe_args, f.name) is not None
+        if f.name in recipe_fields and getattr(recipe_args, f.name) is not None
     }
-    for name, recipe_field in _TRAINING_FIELDS.items():
-        if name in given:
-            overrides[recipe_field] = getattr(training_args, name)
-    if "learning_rate" in given:
-        overrides.update(learning_rate=training_args.learning_rate, reference_batch_size=0)
-    elif recipe_args.scale_learning_rate:
-        overrides.update(learning_rate=scaled_learning_rate(recipe, global_batch_size(training_args)),
-                         reference_batch_size=0)
-    effective = FinetuningRecipe(**{**recipe.to_dict(), **overrides})
-
-    for name, recipe_field in _TRAINING_FIELDS.items():
-        setattr(training_args, name, getattr(effective, recipe_field))
-    training_args.learning_rate = effective.learning_rate
-    if "lr_scheduler_type" not in given:
-        training_args.lr_scheduler_type = SchedulerType.COSINE
-    logger.info("Fine-tuning recipe %s (effective): %s", effective.name, effective.to_dict())
+    overrides.update({recipe_field: getattr(training_args, flag) for flag, recipe_field in _TRAINING_FLAGS.items()
+                      if flag in given})
+    effective = replace(recipe, **overrides)
+    applied = apply_recipe(training_args, effective, given, scale_learning_rate=recipe_args.scale_learning_rate)
+    logger.info("Fine-tuning recipe %s (effective): %s; set %s", effective.name, effective.to_dict(), applied)
     return effective

@@ -5,8 +5,7 @@ from timm.optim import Lamb
 
 from ..training.optimization import A2MIMTrainer
 from .mixing import BatchMixing, ClassificationLoss
-
-OPTIMIZERS = ("adamw", "lamb")
+from .recipes import OPTIMIZERS
 
 
 class FinetuningTrainer(A2MIMTrainer):
@@ -15,7 +14,13 @@ class FinetuningTrainer(A2MIMTrainer):
     Mixing happens here rather than in the collator because Trainer shares one collator between training and
     evaluation, and evaluation must see clean images and integer labels. `optimizer_name="lamb"` swaps AdamW for
     timm's LAMB (the RSB recipes) on the same parameter groups.
+
+    `compute_loss` returns the mean loss of its micro-batch, so Trainer must divide it by the accumulation steps.
+    Trainer would skip that division here (the stock classifiers accept `**kwargs` and the batches hold `labels`, so it
+    believes the loss is normalized by `num_items_in_batch`): `loss_is_scaled_for_ga = False` says otherwise.
     """
+
+    loss_is_scaled_for_ga = False
 
     def __init__(self, *args, loss_function: ClassificationLoss, mixing: BatchMixing | None = None,
                  optimizer_name: str = "adamw", **kwargs):

@@ -1,39 +1,39 @@
-"""Fine-tuning image transforms: torchvision v2 augmentation for training, the saved image processor for evaluation.
+"""Fine-tuning image transforms: timm's training pipeline configured from the recipe, the saved image processor for
+evaluation.
 
-Evaluation runs the very image processor saved with the model, so `pipeline("image-classification")` sees the same
-pixels as the script's evaluation.
+The recipes are timm recipes (RandAugment strings such as `rand-m9-mstd0.5-inc1`, per-pixel random erasing), so the
+training transform is timm's own `create_transform`: torchvision's RandAugment has another magnitude scale (31 bins
+instead of timm's 10 levels, no magnitude noise, no "increasing" op set). Evaluation runs the very image processor
+saved with the model, so `pipeline("image-classification")` sees the same pixels as the script's evaluation.
 """
 
 import torch
-from torchvision.transforms import v2
+from timm.data import create_transform
 from transformers import ConvNextImageProcessor, ViTImageProcessor
 
 from ..data import SkippedImageCounter, decode_or_none
 
 
-def build_train_transform(
-    image_size: int,
-    mean,
-    std,
-    rand_augment_magnitude: int | None = None,
-    random_erasing: float = 0.0,
-    scale=(0.08, 1.0),
-) -> v2.Compose:
-    """PIL image -> normalized `(3, image_size, image_size)` float tensor.
+def build_train_transform(image_size: int, mean, std, recipe):
+    """PIL image -> normalized `(3, image_size, image_size)` float tensor, timm's training pipeline for `recipe`.
 
-    RandomResizedCrop (bicubic) + horizontal flip, RandAugment (2 ops of `rand_augment_magnitude`) when set, and
-    RandomErasing with probability `random_erasing` after normalization.
+    RandomResizedCrop (bicubic, area `recipe.min_crop_scale`..1) + horizontal flip, RandAugment `recipe.auto_augment`
+    (a timm string, e.g. `rand-m9-mstd0.5-inc1`) when set, else color jitter `recipe.color_jitter`, and timm's
+    RandomErasing with probability `recipe.random_erasing` in `recipe.random_erasing_mode` after normalization.
     """
-    steps = [
-        v2.RandomResizedCrop(image_size, scale=scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.RandomHorizontalFlip(),
-    ]
-    if rand_augment_magnitude is not None:
-        steps.append(v2.RandAugment(num_ops=2, magnitude=rand_augment_magnitude))
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
-    if random_erasing > 0:
-        steps.append(v2.RandomErasing(p=random_erasing, value=0))
-    return v2.Compose(steps)
+    return create_transform(
+        image_size,
+        is_training=True,
+        scale=(recipe.min_crop_scale, 1.0),
+        interpolation="bicubic",
+        auto_augment=recipe.auto_augment or None,
+        color_jitter=recipe.color_jitter or None,
+        re_prob=recipe.random_erasing,
+        re_mode=recipe.random_erasing_mode,
+        re_count=1,
+        mean=tuple(mean),
+        std=tuple(std),
+    )
 
 
 def build_eval_image_processor(image_size: int, mean, std, crop_ratio: float | None = None):

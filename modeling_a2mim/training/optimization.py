@@ -1,7 +1,6 @@
 """Optimizer parameter groups of the A2MIM recipes, a warmup + step schedule, and the Trainer that uses them."""
 
 import math
-import os
 from collections.abc import Callable
 
 import torch
@@ -11,11 +10,14 @@ from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import has_length
 from transformers.utils import logging
 
+from ..data import SkippedImageCounter
+from .callbacks import ResumedScheduleCallback, SkippedImagesCallback
 from .stream_position import StreamPositionCallback
 
 logger = logging.get_logger(__name__)
 
-# Parameters the seed recipes exclude from weight decay by name (norms and biases are found by type / suffix).
+# Parameters the fine-tuning recipes exclude from weight decay by name (norms and biases are found by type / suffix);
+# each pretraining recipe has its own list (`PretrainingRecipe.no_weight_decay`).
 NO_DECAY_NAME_PARTS = (
     "mask_token",
     "cls_token",
@@ -23,25 +25,27 @@ NO_DECAY_NAME_PARTS = (
     "lambda_1",
     "lambda_2",
     "relative_position_bias_table",
+    "layer_scale_parameter",
 )
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 
 def mask_token_lr_multiplier(multiplier: float = 0.1) -> Callable[[str], float]:
-    """The ResNet recipe's hook: the mask token learns at `multiplier` x the base learning rate."""
-    return lambda name: multiplier if name.split(".")[-1] == "mask_token" else 1.0
+    """The CNN recipes' hook: the mask token and its gamma learn at `multiplier` x the base learning rate."""
+    return lambda name: multiplier if name.split(".")[-1] in ("mask_token", "mask_gamma") else 1.0
 
 
-def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Names of the parameters without weight decay: norm weights/biases, all biases, mask token, cls token,
-    position embeddings, layer scale (`lambda_1/2`) and relative position bias tables."""
+def no_weight_decay_names(model: nn.Module, name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS) -> set[str]:
+    """Names of the parameters without weight decay: norm weights/biases, all biases, and every parameter whose name
+    contains one of `name_parts` (by default the mask token, cls token, position embeddings, layer scale and relative
+    position bias tables)."""
     names = set()
     for module_name, module in model.named_modules():
         if isinstance(module, NORM_TYPES):
             names.update(f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters(recurse=False))
     for name, _ in model.named_parameters():
         leaf = name.split(".")[-1]
-        if leaf == "bias" or any(part in name for part in NO_DECAY_NAME_PARTS):
+        if leaf == "bias" or any(part in name for part in name_parts):
             names.add(name)
     return names
 
@@ -51,13 +55,14 @@ def build_parameter_groups(
     learning_rate: float,
     weight_decay: float,
     lr_multiplier: Callable[[str], float] | None = None,
+    no_decay_name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS,
 ) -> list[dict]:
     """Optimizer parameter groups, one per (weight decay, lr multiplier) pair.
 
     Each group holds `lr = learning_rate * multiplier` (learning rate schedulers scale every group's own initial lr)
-    and records `lr_multiplier`. Frozen parameters are left out.
+    and records `lr_multiplier`. Frozen parameters are left out; see `no_weight_decay_names` for `no_decay_name_parts`.
     """
-    no_decay = no_weight_decay_names(model)
+    no_decay = no_weight_decay_names(model, no_decay_name_parts)
     groups: dict[tuple[float, float], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -94,23 +99,33 @@ class A2MIMTrainer(Trainer):
     Args (besides `Trainer`'s):
         lr_multiplier: `name -> multiplier` for each parameter's learning rate (mask token x0.1 for ResNet,
             layer-wise decay for fine-tuning); `None` keeps every multiplier at 1.
+        no_decay_name_parts: name parts of the parameters without weight decay besides norms and biases (the
+            pretraining recipe's `no_weight_decay`; default `NO_DECAY_NAME_PARTS`).
         step_decay_at: when set, the schedule is warmup + constant + x0.1 at this fraction of training instead of
             `--lr_scheduler_type`.
+        skipped_images: the counter of unreadable images the collators dropped; every log entry (console,
+            TensorBoard, the train and eval metrics) gets its value as `skipped_images`, and the end of training warns
+            when it is not 0.
         eval_data_collator: collates the evaluation batches instead of `data_collator` (for pretraining: a
             `MaskingCollator` with the center-crop transform and `fixed_masks=True`, restarted before every
             evaluation, so that eval losses of different steps are measured on the same crops and masks).
-    If the environment variable `A2MIM_SAMPLE_LOG` names a folder, every training batch's `sample_ids` (put there by
-    the collator's `extra_columns`) are appended to `<folder>/rank<k>.txt` as `global_step id...` lines; this is
-    how the multi-process tests check which rank trained on which sample. Without it `sample_ids` is just dropped.
 
-    A streamed (length-less) training set resumes where it stopped: a `StreamPositionCallback` records the pass and
+    A resumed run trains at the current schedule's learning rate from its first step (`ResumedScheduleCallback`), so a
+    finished run extended with a larger `--max_steps` continues on the new schedule. A streamed (length-less)
+    training set resumes where it stopped: a `StreamPositionCallback` records the pass and
     the batches trained in it, and a resumed run re-reads that pass (same seed, same order) and skips those batches.
     """
 
-    def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None, step_decay_at: float | None = None,
-                 eval_data_collator=None, **kwargs):
+    def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None,
+                 no_decay_name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS, step_decay_at: float | None = None,
+                 eval_data_collator=None, skipped_images: SkippedImageCounter | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.skipped_images = skipped_images
+        self.add_callback(ResumedScheduleCallback())
+        if skipped_images is not None:
+            self.add_callback(SkippedImagesCallback(skipped_images))
         self.lr_multiplier = lr_multiplier
+        self.no_decay_name_parts = no_decay_name_parts
         self.step_decay_at = step_decay_at
         self.eval_data_collator = eval_data_collator
         self.streams_training_data = self.train_dataset is not None and not has_length(self.train_dataset)
@@ -122,9 +137,14 @@ class A2MIMTrainer(Trainer):
             opt_model = self.model if model is None else model
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             groups = build_parameter_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
-                                            self.lr_multiplier)
+                                            self.lr_multiplier, self.no_decay_name_parts)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.skipped_images is not None:
+            logs["skipped_images"] = self.skipped_images.value
+        super().log(logs, start_time)
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.eval_data_collator is None:
@@ -175,13 +195,3 @@ class A2MIMTrainer(Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         loaded = type(model).from_pretrained(resume_from_checkpoint, config=model.config)
         model.load_state_dict(loaded.state_dict(), strict=True)
-
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        sample_ids = inputs.pop("sample_ids", None)
-        log_dir = os.environ.get("A2MIM_SAMPLE_LOG")
-        if sample_ids is not None and log_dir and model.training:
-            os.makedirs(log_dir, exist_ok=True)
-            with open(os.path.join(log_dir, f"rank{self.args.process_index}.txt"), "a") as handle:
-                ids = " ".join(str(i) for i in sample_ids.tolist())
-                handle.write(f"{self.state.global_step} {ids}\n")
-        return super().compute_loss(model, inputs, *args, **kwargs)
