@@ -598,6 +598,7 @@ def missing_lines(missing: list[str]) -> list[str]:
 
 
 def finetuning_line(budget: Budget) -> str:
+    """The report line that states the fine-tuning recipe and each protocol's budget."""
     return (f"- Fine-tuning (`run_finetuning.py`, no `--recipe`: AdamW + cosine): end to end, lr "
             f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, "
             f"RandomResizedCrop (scale {budget.finetune_min_crop_scale}-1) + flip, the same for every method; "
@@ -742,7 +743,7 @@ def write_convergence_report(budget: Budget, records: list[dict], example_runs: 
         "",
         "## Budget",
         "",
-        finetuning_line(budget).replace("; ", "; benchmark budget ", 1),
+        finetuning_line(budget),
         "",
         "```bash",
         *[display(run.command) for run in example_runs],
@@ -783,6 +784,9 @@ def main(argv=None):
     budget = BUDGETS["quick" if args.quick else "full"]
     methods = [m for m in METHODS if args.methods is None or slug(m.name) in args.methods]
     rows = table_rows(methods, budget)
+    if args.convergence and all(r.epochs is not None for r in rows):
+        raise SystemExit("fashion_mnist.py: error: --convergence fine-tunes the random-init rows; add one to "
+                         "--methods (e.g. vit-random-init).")
     data = export_fashion_mnist(args.cache_dir / "data", budget.pretrain_images, budget.test_per_class)
     run_dir = args.cache_dir / budget.mode
     write_initial_encoders(methods, budget.seeds, run_dir)

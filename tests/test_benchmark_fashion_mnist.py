@@ -351,11 +351,12 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
 def _finish_as_cached(runs, accuracy_of):
     """Write each run's `benchmark_run.json` as if it had finished, with test top-1 `accuracy_of(run)`."""
     for run in runs:
-        result = {"checkpoint": str(run.output_dir / "checkpoint"), "train_loss": 0.5}
-        if "eval_accuracy" in " ".join(run.command) or run.command[1] != "run_linear_probe.py":
-            result = {"accuracies": {"100 labels/class": accuracy_of(run)}} if "pretrain" not in run.key else result
-        if run.command[1] == "run_linear_probe.py":
+        if run.key.startswith("pretrain "):
+            result = {"checkpoint": str(run.output_dir / "checkpoint"), "train_loss": 0.5}
+        elif run.command[1] == "run_linear_probe.py":
             result = {"accuracies": {"linear probe (100/class)": accuracy_of(run), "20-NN (100/class)": 0.5}}
+        else:
+            result = {"accuracies": {"100 labels/class": accuracy_of(run)}}
         run.output_dir.mkdir(parents=True, exist_ok=True)
         (run.output_dir / "benchmark_run.json").write_text(json.dumps(
             {"key": run.key, "command": run.command, "code": run.code, "seconds": 1.0, **result}))
@@ -398,3 +399,12 @@ def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_see
     saved = json.loads((tmp_path / "results" / "fashion_mnist.json").read_text())
     assert saved["missing_runs"] == [] and len(saved["runs"]) == 5 * 3 * 3  # rows x columns x seeds
     assert saved["budget_pairs"] == [[2, "ViT A2MIM", "ViT SimMIM"], [6, "ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)"]]
+
+
+def test_convergence_without_a_random_init_method_is_refused_before_any_work(tmp_path):
+    from benchmarks.fashion_mnist import main
+
+    with pytest.raises(SystemExit, match=r"^fashion_mnist.py: error: --convergence fine-tunes the random-init rows; "
+                                         r"add one to --methods \(e.g. vit-random-init\).$"):
+        main(["--convergence", "--methods", "vit-a2mim", "--cache_dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
