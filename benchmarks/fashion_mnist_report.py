@@ -209,7 +209,8 @@ def _plot_budgets(axis, summaries, budget_pairs, protocols) -> None:
         axis.set_title(f"{candidate} (solid) vs {reference} (dashed)", fontsize=9)
     axis.set_xlabel("pretraining epochs")
     axis.set_xticks(sorted({pair[0] for pair in budget_pairs}))
-    axis.legend(fontsize=7)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
 
 
@@ -263,6 +264,8 @@ def convergence_sentence(row: dict) -> str:
 def markdown_convergence(curves, chosen: dict[str, int], expected_n: int = 1) -> str:
     """Curves as rows, fine-tuning epochs as columns (`mean ± std`), the benchmark's budget in bold."""
     epochs = sorted({e for curve in curves.values() for e in curve})
+    if not epochs:
+        return "(No run of the curve has finished yet.)"
     lines = ["| Method | Protocol | " + " | ".join(f"{e} ep" for e in epochs) + " |",
              "|---|---|" + "---:|" * len(epochs)]
     for (method, protocol), curve in curves.items():
@@ -289,7 +292,8 @@ def plot_convergence(curves, chosen: dict[str, int], path: Path, title: str) -> 
     axis.set_xlabel("fine-tuning epochs (hollow ring: the benchmark's budget)")
     axis.set_ylabel("test top-1 (%), mean ± std over seeds")
     axis.set_title(title)
-    axis.legend(fontsize=8)
+    if curves:
+        axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -169,6 +169,7 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
     table = markdown_convergence(curves, chosen, expected_n=3)
     assert table.splitlines()[0] == "| Method | Protocol | 1 ep | 5 ep | 10 ep | 40 ep | 80 ep |"
     assert "| ViT random init | 100 labels/class | — | — | 61.0 ± 1.0 | **75.0 ± 1.0** | 75.5 ± 1.0 |" in table
+    assert markdown_convergence({}, chosen) == "(No run of the curve has finished yet.)"
     plot_convergence(curves, chosen, tmp_path / "curve.png", "title")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
