@@ -1,8 +1,11 @@
 """Does A2MIM pretraining pay off on real data? Fashion-MNIST, against no pretraining and SimMIM, on a ViT and a ResNet.
 
-    python benchmarks/fashion_mnist.py --convergence  # once: the random-init fine-tuning curve (top-1 vs epochs)
-    python benchmarks/fashion_mnist.py                # the full protocol (hours on 2 CPU cores; resumable)
-    python benchmarks/fashion_mnist.py --quick        # a smoke version: 2 seeds, short budgets
+    python benchmarks/fashion_mnist.py --convergence  # once: the random-init fine-tuning curve, ~2 h on 2 cores
+    python benchmarks/fashion_mnist.py                # the full protocol, ~7 h on 2 CPU cores (resumable)
+    python benchmarks/fashion_mnist.py --quick        # a smoke version: 2 seeds, short budgets, ~15-20 min
+
+(Runtimes estimated from the per-run times of the previous protocol's full run; the all-labels column is about
+60 % of the full protocol.)
 
 Every pretrained row pretrains WITHOUT labels on the 60,000 Fashion-MNIST training images for the same number of
 images (same steps, batch size, optimizer and schedule) from the same initial encoder weights as its family's
@@ -110,7 +113,7 @@ class Method:
 
     def config(self):
         """The `A2MIMConfig` this method pretrains (`run_pretraining.py --model_preset` with `overrides`): the
-        `vit-micro` recipe on `VIT_ENCODER`, or the method's preset."""
+        `vit-micro` recipe on `VIT_ENCODER`, or the method's preset. Transformers' SimMIM takes its mask geometry."""
         from modeling_a2mim import A2MIMConfig
 
         encoder = {"backbone_config": dict(VIT_ENCODER)} if self.family == "vit" else {}
@@ -801,10 +804,10 @@ def main(argv=None):
         return
     plan = plan_runs(rows, budget.protocols, budget, data, run_dir)
     results, missing, run_seconds = execute(plan, args)
-    finished = len(plan.pretraining)
-    pretraining = [{**run.record, **result} for run, result in zip(plan.pretraining, results[:finished]) if result]
+    pretrainings = len(plan.pretraining)
+    pretraining = [{**run.record, **result} for run, result in zip(plan.pretraining, results[:pretrainings]) if result]
     example_runs = plan.evaluations[:: len(plan.evaluations) // len(budget.protocols)]
-    write_report(budget, rows, evaluation_records(plan.evaluations, results[finished:]), pretraining, example_runs,
+    write_report(budget, rows, evaluation_records(plan.evaluations, results[pretrainings:]), pretraining, example_runs,
                  missing, run_seconds, args.jobs, argv, args.note, args.results_dir)
     print((args.results_dir / "fashion_mnist.md").read_text())
 
