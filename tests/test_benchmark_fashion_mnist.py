@@ -14,9 +14,15 @@ from benchmarks.fashion_mnist_data import export_fashion_mnist
 from benchmarks.fashion_mnist_report import (
     Summary,
     compare,
+    convergence_curves,
+    convergence_sentence,
+    convergence_verdicts,
     headlines,
+    markdown_budget_table,
+    markdown_convergence,
     markdown_table,
     plot,
+    plot_convergence,
     summarize,
     verdict,
 )
@@ -89,6 +95,7 @@ def test_verdict_needs_a_difference_beyond_two_standard_errors():
     assert verdict(Summary(81.0, 1.0, 3), reference) == "no clear difference"
     assert verdict(Summary(77.0, 1.0, 3), reference) == "worse"
     assert verdict(Summary(80.0, 0.0, 3), Summary(80.0, 0.0, 3)) == "no clear difference"
+    assert verdict(Summary(90.0, 0.0, 1), reference) == "too few seeds"  # one seed has no spread to judge by
 
 
 def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
@@ -100,15 +107,71 @@ def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
     summaries = summarize(records)
     table = markdown_table(summaries, ["A", "B", "C"], ["p"], {"A": "a", "B": "b", "C": "c"})
     assert "| A | a | 72.0 ± 2.0 |" in table and "| B | b | **80.0 ± 0.0** |" in table and "| C | c | — |" in table
-    rows = compare(summaries, [("A", "B"), ("C", "B")], ["p"])
+    rows = compare(records, [("A", "B"), ("C", "B")], ["p"])
     assert rows == [{"candidate": "A", "reference": "B", "protocol": "p",
-                     "difference": pytest.approx(-8.0), "verdict": "worse"}]
+                     "difference": pytest.approx(-8.0), "verdict": "worse", "seeds_better": "0/3"}]
     assert headlines(rows + [{**rows[0], "protocol": "q", "verdict": "no clear difference"}]) == [
         "- A vs B: better in 0 of 2; worse in p; no clear difference in q."
     ]
     plot(summaries, ["A", "B"], ["p"], tmp_path / "plot.png", "title")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(rows)
+
+
+def _seed_records(method, protocol, accuracies):
+    return [{"method": method, "protocol": protocol, "seed": seed, "accuracy": a} for seed, a in enumerate(accuracies)]
+
+
+def test_verdict_is_over_pretraining_seeds_and_wins_pair_runs_of_one_seed():
+    # The candidate wins on every seed by 0.5 point, but the seeds spread by 5 points: no clear difference.
+    records = (_seed_records("A2MIM", "p", [0.705, 0.755, 0.805]) + _seed_records("SimMIM", "p", [0.70, 0.75, 0.80])
+               + _seed_records("A2MIM", "q", [0.90, 0.91, 0.92]) + _seed_records("SimMIM", "q", [0.80, 0.81]))
+    rows = compare(records, [("A2MIM", "SimMIM")], ["p", "q"])
+    assert [(r["protocol"], r["verdict"], r["seeds_better"]) for r in rows] == [
+        ("p", "no clear difference", "3/3"), ("q", "better", "2/2")]
+    assert rows[0]["difference"] == pytest.approx(0.5)
+    assert rows[1]["difference"] == pytest.approx(10.5)  # 91.0 over 3 seeds vs 80.5 over the 2 that finished
+
+
+def test_budget_table_lists_the_headline_pair_per_pretraining_budget(tmp_path):
+    records = (_seed_records("A", "p", [0.70, 0.72, 0.74]) + _seed_records("S", "p", [0.70, 0.70, 0.70])
+               + _seed_records("A (6 ep)", "p", [0.80, 0.81, 0.82]) + _seed_records("S (6 ep)", "p", [0.70, 0.71, 0.72]))
+    pairs = [(2, "A", "S"), (6, "A (6 ep)", "S (6 ep)")]
+    summaries = summarize(records)
+    comparisons = compare(records, [(a, s) for _, a, s in pairs], ["p"])
+    assert markdown_budget_table(summaries, comparisons, pairs, ["p"]).splitlines()[2:] == [
+        "| 2 | p | A: 72.0 ± 2.0 | S: 70.0 ± 0.0 | +2.0 | no clear difference |",
+        "| 6 | p | A (6 ep): 81.0 ± 1.0 | S (6 ep): 71.0 ± 1.0 | +10.0 | better |",
+    ]
+    plot(summaries, ["A", "S", "A (6 ep)", "S (6 ep)"], ["p"], tmp_path / "plot.png", "title", pairs)
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
+    def curve(method, protocol, by_epochs):
+        return [{**r, "epochs": e} for e, accs in by_epochs.items() for r in _seed_records(method, protocol, accs)]
+
+    records = (curve("ViT random init", "100 labels/class",
+                     {10: [0.60, 0.61, 0.62], 40: [0.74, 0.75, 0.76], 80: [0.745, 0.755, 0.765]})
+               + curve("ViT random init", "all labels", {1: [0.70, 0.71, 0.72], 5: [0.80, 0.80, 0.81]})
+               + curve("ResNet random init", "all labels", {1: [0.85, 0.86, 0.87]}))
+    chosen = {"100 labels/class": 40, "all labels": 1}
+    curves = convergence_curves(records)
+    assert list(curves["ViT random init", "100 labels/class"]) == [10, 40, 80]
+    sentences = [convergence_sentence(row) for row in convergence_verdicts(curves, chosen)]
+    assert sentences == [
+        "- ViT random init, 100 labels/class: 40 epochs reach 75.0 %; the best longer budget (80 epochs) adds +0.5 "
+        "points, within the seed spread: converged.",
+        "- ViT random init, all labels: 1 epochs reach 71.0 %; the best longer budget (5 epochs) adds +9.3 points, "
+        "beyond the seed spread: NOT converged; raise this protocol's epochs.",
+        "- ResNet random init, all labels: the curve lacks 1 epochs or any longer budget; convergence not shown.",
+    ]
+    table = markdown_convergence(curves, chosen, expected_n=3)
+    assert table.splitlines()[0] == "| Method | Protocol | 1 ep | 5 ep | 10 ep | 40 ep | 80 ep |"
+    assert "| ViT random init | 100 labels/class | — | — | 61.0 ± 1.0 | **75.0 ± 1.0** | 75.5 ± 1.0 |" in table
+    assert markdown_convergence({}, chosen) == "(No run of the curve has finished yet.)"
+    plot_convergence(curves, chosen, tmp_path / "curve.png", "title")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _python_run(tmp_path, key, code):
@@ -170,17 +233,179 @@ def test_failed_runs_are_listed_with_their_log_after_the_others_finish(tmp_path)
     assert (tmp_path / "good" / "benchmark_run.json").is_file()
 
 
-def test_pretraining_seed_sets_the_initial_weights_and_the_pretraining_seed(tmp_path):
+def test_each_seed_has_its_own_initial_encoder_shared_by_the_family(tmp_path):
     from safetensors.torch import load_file
 
-    from benchmarks.fashion_mnist import BUDGETS, METHODS, pretraining_run
+    from benchmarks.fashion_mnist import METHODS, encoder_dir, write_initial_encoders
 
-    a2mim = next(m for m in METHODS if m.name == "ViT A2MIM")
-    data = {"pretrain": tmp_path / "pretrain.parquet"}
-    runs = {seed: pretraining_run(a2mim, dataclasses.replace(BUDGETS["quick"], pretrain_seed=seed), data,
-                                  tmp_path / f"seed{seed}") for seed in (0, 1)}
-    for seed, run in runs.items():
-        assert run.command[run.command.index("--seed") + 1] == str(seed)
-    weights = [load_file(tmp_path / f"seed{seed}" / "init" / "vit" / "encoder" / "model.safetensors") for seed in (0, 1)]
+    resnet = [m for m in METHODS if m.family == "resnet"]
+    write_initial_encoders(resnet[::-1], (0, 1), tmp_path)  # the first method is an ablation: its overrides are ignored
+    weights = [load_file(encoder_dir("resnet", seed, tmp_path) / "model.safetensors") for seed in (0, 1)]
     assert weights[0].keys() == weights[1].keys()
     assert not all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    assert not (tmp_path / "seed0" / "init" / "vit").exists()
+
+
+def test_every_family_has_its_comparison_roles_and_valid_configs():
+    from benchmarks.fashion_mnist import A2MIM, METHODS, RANDOM_INIT, SIMMIM
+
+    for family in ("vit", "resnet"):
+        roles = [m.role for m in METHODS if m.family == family]
+        assert roles.count(RANDOM_INIT) == roles.count(SIMMIM) == roles.count(A2MIM) == 1
+    configs = {m.name: m.config() for m in METHODS}  # every override is a valid A2MIMConfig
+    a2mim = configs["ResNet A2MIM"]
+    assert (a2mim.mask_layer, a2mim.mask_token_mode, a2mim.mean_fill, a2mim.spatial_loss,
+            a2mim.frequency_loss_weight) == (3, "residual", True, "focal_l1", 0.5)
+    simmim = configs["ResNet SimMIM-style"]
+    assert (simmim.mask_layer, simmim.mask_token_mode, simmim.mask_gamma_init, simmim.mean_fill, simmim.spatial_loss,
+            simmim.frequency_loss_weight) == (0, "replace", None, False, "l1", 0.0)
+    # The stem's output has stride 4, so the 16 px mask blocks of the 64 px ResNet are representable there.
+    assert simmim.mask_layer_stride == 4 and simmim.mask_patch_size % 4 == 0 and simmim.image_size == 64
+    assert configs["ResNet A2MIM, token at stem"].mask_layer == 0
+    assert configs["ResNet A2MIM w/o mean fill"].mask_token_mode == "replace"
+    assert configs["ResNet A2MIM w/o freq loss"].frequency_loss_weight == 0.0
+    assert configs["ViT A2MIM"].backbone_config.hidden_size == 96 and configs["ViT A2MIM"].mask_patch_size == 8
+
+
+def test_method_roles_and_entry_points_are_checked():
+    from benchmarks.fashion_mnist import Method
+
+    with pytest.raises(ValueError, match="^Method 'x': role 'baseline' is not one of 'random init', 'SimMIM'"):
+        Method("x", "", "vit", "baseline")
+    with pytest.raises(ValueError, match="^Method 'x': a random-init method has no entry_point, every other one"):
+        Method("x", "", "vit", "A2MIM")
+
+
+def test_rows_comparisons_and_budget_pairs_follow_from_the_methods():
+    from benchmarks.fashion_mnist import BUDGETS, METHODS, budget_pairs, comparison_pairs, table_rows
+
+    rows = table_rows(METHODS, BUDGETS["full"])
+    assert [r.name for r in rows if r.method.family == "vit"] == [
+        "ViT random init", "ViT SimMIM", "ViT A2MIM", "ViT A2MIM w/o freq loss", "ViT A2MIM w/o mean fill",
+        "ViT SimMIM (6 ep)", "ViT A2MIM (6 ep)"]
+    assert {r.name: r.epochs for r in rows}["ViT A2MIM (6 ep)"] == 6
+    assert len([r for r in rows if r.method.family == "resnet"]) == 6 and rows[-1].name == "ResNet A2MIM w/o freq loss"
+    pairs = comparison_pairs(rows)
+    assert pairs[:3] == [("ViT A2MIM", "ViT SimMIM"), ("ViT A2MIM", "ViT random init"),
+                         ("ViT SimMIM", "ViT random init")]
+    assert ("ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)") in pairs and ("ViT A2MIM w/o freq loss", "ViT A2MIM") in pairs
+    assert ("ResNet A2MIM", "ResNet SimMIM-style") in pairs and ("ResNet SimMIM-style", "ResNet random init") in pairs
+    assert [p for p in pairs if p[1] == "ResNet A2MIM"] == [
+        ("ResNet A2MIM, token at stem", "ResNet A2MIM"), ("ResNet A2MIM w/o mean fill", "ResNet A2MIM"),
+        ("ResNet A2MIM w/o freq loss", "ResNet A2MIM")]
+    assert budget_pairs(rows) == [(2, "ViT A2MIM", "ViT SimMIM"), (6, "ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)")]
+    assert [r.name for r in table_rows(METHODS, BUDGETS["quick"])][5:7] == ["ResNet random init", "ResNet SimMIM-style"]
+
+
+def _flag(command, name):
+    return command[command.index(name) + 1]
+
+
+def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders(tmp_path):
+    from benchmarks.fashion_mnist import (
+        BUDGETS,
+        METHODS,
+        convergence_protocols,
+        encoder_dir,
+        plan_runs,
+        table_rows,
+    )
+
+    budget = BUDGETS["full"]
+    rows = table_rows(METHODS, budget)
+    data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
+    plan = plan_runs(rows, budget.protocols, budget, data, tmp_path)
+    assert len(plan.pretraining) == 11 * 3 and len(plan.evaluations) == 13 * 3 * 3  # (rows) x protocols x seeds
+    assert len({run.key for run in plan.runs}) == len({run.output_dir for run in plan.runs}) == len(plan.runs)
+    pretraining = {run.key: run for run in plan.pretraining}
+    a2mim_long = pretraining["pretrain ViT A2MIM (6 ep) seed 2"]
+    assert (_flag(a2mim_long.command, "--max_steps"), _flag(a2mim_long.command, "--seed")) == ("2812", "2")
+    assert _flag(a2mim_long.command, "--model_name_or_path") == str(encoder_dir("vit", 2, tmp_path))
+    assert _flag(pretraining["pretrain ViT SimMIM seed 0"].command, "--max_steps") == "938"
+    simmim_cnn = pretraining["pretrain ResNet SimMIM-style seed 1"].command
+    assert simmim_cnn[1] == "run_pretraining.py" and _flag(simmim_cnn, "--model_preset") == "resnet-micro"
+    assert _flag(simmim_cnn, "--config_overrides") == (
+        'mask_layer=0,mask_token_mode="replace",mask_gamma_init=null,mean_fill=false,spatial_loss="l1",'
+        "frequency_loss_weight=0.0,frequency_unmask_weight=0.0")
+    assert pretraining["pretrain ViT SimMIM seed 0"].command[1] == "benchmarks/simmim_pretraining.py"
+
+    evaluations = {run.key: run for run in plan.evaluations}
+    finetune = evaluations["100 labels/class 40 ep ViT A2MIM (6 ep) seed 2"]
+    assert _flag(finetune.command, "--model_name_or_path") == str(a2mim_long.output_dir / "checkpoint")
+    assert plan.after[finetune.key] == a2mim_long.key and finetune.record == {
+        "method": "ViT A2MIM (6 ep)", "seed": 2, "epochs": 40}
+    assert [_flag(finetune.command, f) for f in ("--seed", "--learning_rate", "--min_crop_scale")] == ["2", "0.0005",
+                                                                                                        "1.0"]
+    assert a2mim_long.invalidates in finetune.output_dir.parents  # a new pretraining drops its evaluations
+    random_init = evaluations["all labels 5 ep ResNet random init seed 1"]
+    assert _flag(random_init.command, "--model_name_or_path") == str(encoder_dir("resnet", 1, tmp_path))
+    assert random_init.key not in plan.after
+
+    # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run.
+    random_rows = [r for r in rows if r.epochs is None]
+    curve = plan_runs(random_rows, convergence_protocols(budget), budget, data, tmp_path)
+    assert len(curve.evaluations) == 2 * (4 + 4) * 3 and not curve.pretraining
+    same = {run.key: run for run in curve.evaluations}[random_init.key]
+    assert (same.command, same.output_dir) == (random_init.command, random_init.output_dir)
+
+
+def _finish_as_cached(runs, accuracy_of):
+    """Write each run's `benchmark_run.json` as if it had finished, with test top-1 `accuracy_of(run)`."""
+    for run in runs:
+        if run.key.startswith("pretrain "):
+            result = {"checkpoint": str(run.output_dir / "checkpoint"), "train_loss": 0.5}
+        elif run.command[1] == "run_linear_probe.py":
+            result = {"accuracies": {"linear probe (100/class)": accuracy_of(run), "20-NN (100/class)": 0.5}}
+        else:
+            result = {"accuracies": {"100 labels/class": accuracy_of(run)}}
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        (run.output_dir / "benchmark_run.json").write_text(json.dumps(
+            {"key": run.key, "command": run.command, "code": run.code, "seconds": 1.0, **result}))
+
+
+def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_seeds(fake_fashion_mnist, tmp_path,
+                                                                                   monkeypatch):
+    import benchmarks.fashion_mnist as bench
+
+    budget = bench.Budget("full", pretrain_images=20, pretrain_epochs=(2, 6), pretrain_batch_size=10,
+                          protocols=(bench.Protocol("100 labels/class", 100, epochs=40, convergence_epochs=(20, 40)),
+                                     bench.Protocol("100/class", 100, probe=True)),
+                          test_per_class=2)
+    monkeypatch.setitem(bench.BUDGETS, "full", budget)
+    methods = ["vit-random-init", "vit-simmim", "vit-a2mim"]
+    flags = ["--cached_only", "--cache_dir", str(tmp_path / "cache"), "--results_dir", str(tmp_path / "results"),
+             "--methods", *methods]
+    data = bench.export_fashion_mnist(tmp_path / "cache" / "data", 20, 2)
+    rows = bench.table_rows(bench.METHODS[:3], budget)
+    run_dir = tmp_path / "cache" / "full"
+    curve = bench.plan_runs(rows[:1], bench.convergence_protocols(budget), budget, data, run_dir)
+    _finish_as_cached(curve.runs, lambda run: 0.70 + 0.05 * (run.record["epochs"] == 40) + 0.01 * run.record["seed"])
+    bench.main(["--convergence", *flags])
+    convergence = (tmp_path / "results" / "fashion_mnist_convergence.md").read_text()
+    assert "| ViT random init | 100 labels/class | 71.0 ± 1.0 | **76.0 ± 1.0** |" in convergence
+
+    plan = bench.plan_runs(rows, budget.protocols, budget, data, run_dir)
+    gains = {"ViT random init": 0.0, "ViT SimMIM": 0.05, "ViT A2MIM": 0.06, "ViT SimMIM (6 ep)": 0.07,
+             "ViT A2MIM (6 ep)": 0.10}
+    _finish_as_cached([run for run in plan.runs if not run.output_dir.joinpath("benchmark_run.json").is_file()],
+                      lambda run: 0.75 + gains[run.record["method"]] + 0.01 * run.record["seed"])
+    bench.main(flags)
+    report = (tmp_path / "results" / "fashion_mnist.md").read_text()
+    assert "| ViT A2MIM (6 ep) | ViT 96x4, A2MIM (L1 + 0.1 freq, mean fill) | **86.0 ± 1.0** | **86.0 ± 1.0** |" in report
+    assert "| 6 | 100 labels/class | ViT A2MIM (6 ep): 86.0 ± 1.0 | ViT SimMIM (6 ep): 83.0 ± 1.0 | +3.0 | better |" \
+        in report
+    assert "| ViT A2MIM vs ViT SimMIM | 100 labels/class | +1.0 | no clear difference | 3/3 |" in report
+    assert "- ViT random init, 100 labels/class: the curve lacks 40 epochs or any longer budget" in report
+    assert "--max_steps 4 " in report and "--max_steps 12 " in report  # 2 and 6 epochs of 20 images, batch 10
+    saved = json.loads((tmp_path / "results" / "fashion_mnist.json").read_text())
+    assert saved["missing_runs"] == [] and len(saved["runs"]) == 5 * 3 * 3  # rows x columns x seeds
+    assert saved["budget_pairs"] == [[2, "ViT A2MIM", "ViT SimMIM"], [6, "ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)"]]
+
+
+def test_convergence_without_a_random_init_method_is_refused_before_any_work(tmp_path):
+    from benchmarks.fashion_mnist import main
+
+    with pytest.raises(SystemExit, match=r"^fashion_mnist.py: error: --convergence fine-tunes the random-init rows; "
+                                         r"add one to --methods \(e.g. vit-random-init\).$"):
+        main(["--convergence", "--methods", "vit-a2mim", "--cache_dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
