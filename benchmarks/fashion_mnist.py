@@ -444,10 +444,6 @@ def pretraining_run(row: Row, seed: int, budget: Budget, data: dict[str, Path], 
         command += ["--mask_patch_size", str(method.config().mask_patch_size), "--mask_ratio", "0.6"]
     else:
         command += ["--model_preset", method.preset]
-        if method.config().family == "resnet":
-            # run_pretraining.py's ResNet recipe fills `cosine_with_min_lr` kwargs even when --lr_scheduler_type is
-            # given, which plain cosine rejects; empty kwargs keep the same schedule as every other method.
-            command += ["--lr_scheduler_kwargs", "{}"]
         if method.overrides:
             overrides = ",".join(f"{key}={json.dumps(value)}" for key, value in method.overrides.items())
             command += ["--config_overrides", overrides]
