@@ -186,24 +186,6 @@ def test_bf16_autocast_on_cpu_gives_a_finite_loss(family):
     assert torch.isfinite(model.a2mim.mask_token.grad).all()
 
 
-def test_gradient_checkpointing_matches_for_vit_and_is_refused_clearly_for_resnet():
-    config = tiny_vit_config()
-    model = A2MIMForMaskedImageModeling(config).train()
-    pixels, mask = _batch(config, batch_size=2)
-    model(pixels, bool_masked_pos=mask).loss.backward()
-    reference = model.a2mim.mask_token.grad.clone()
-    model.zero_grad()
-    model.gradient_checkpointing_enable()
-    assert model.is_gradient_checkpointing
-    model(pixels, bool_masked_pos=mask).loss.backward()
-    assert torch.allclose(model.a2mim.mask_token.grad, reference, atol=1e-6)
-
-    resnet = A2MIMForMaskedImageModeling(tiny_resnet_config())
-    with pytest.raises(ValueError, match="Gradient checkpointing is not available for the ResNet family.*"
-                                         "gradient_accumulation_steps"):
-        resnet.gradient_checkpointing_enable()
-
-
 def test_wrong_inputs_get_clear_errors():
     config = tiny_vit_config()
     model = A2MIMForMaskedImageModeling(config)
