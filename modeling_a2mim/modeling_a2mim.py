@@ -8,6 +8,7 @@ PixelShuffle decoder trained by a spatial and a Fourier loss.
 
 import copy
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,6 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.modeling_outputs import ImageClassifierOutput, MaskedImageModelingOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
-from transformers.utils.output_capturing import CompileableContextVar
 
 from .configuration_a2mim import A2MIMConfig
 from .losses import FocalFrequencyLoss, SpatialReconstructionLoss
@@ -171,7 +171,7 @@ class _MaskedCall:
 
 # The call in progress, per thread and context (as transformers' own output capture does), so that hooks registered
 # once on the shared encoder never see another call's mask. It is set and reset around the encoder call.
-_ACTIVE_CALL = CompileableContextVar("a2mim_masked_call")
+_ACTIVE_CALL: ContextVar["_MaskedCall | None"] = ContextVar("a2mim_masked_call", default=None)
 
 
 class A2MIMModel(A2MIMPreTrainedModel):
