@@ -1,6 +1,6 @@
 """PyTorch A2MIM: architecture-agnostic masked image modeling on stock transformers encoders.
 
-The encoder is a stock `BeitModel`, `ViTModel` or `ResNetModel` (its weights keep the stock names under
+The encoder is a stock `BeitModel`, `ViTModel`, `ResNetModel` or `ConvNextModel` (its weights keep the stock names under
 `a2mim.encoder.`) and runs its own forward; A2MIM adds a learnable mask token at a middle stage through a hook on
 the stock submodule there, mean-fills masked pixels, and predicts the full-resolution image with a 1x1 conv +
 PixelShuffle decoder trained by a spatial and a Fourier loss.
@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import (
     BeitModel,
+    ConvNextModel,
     PreTrainedModel,
     ResNetModel,
     ViTImageProcessor,
@@ -45,11 +46,13 @@ AUTO_MAP = {
 class A2MIMModelOutput(ModelOutput):
     r"""
     last_hidden_state (`torch.FloatTensor` of shape `(batch_size, channels, height, width)`):
-        Last feature map (ViT-like encoders: the normalized patch tokens reshaped to a grid).
+        Last feature map (ViT-like encoders: the normalized patch tokens reshaped to a grid; ConvNeXt: the final
+        LayerNorm applied per position).
     pooler_output (`torch.FloatTensor` of shape `(batch_size, channels)`):
-        ViT-like: the final norm applied to the mean of the patch tokens; ResNet: global average pooling.
+        ViT-like: the final norm applied to the mean of the patch tokens; ResNet: global average pooling; ConvNeXt:
+        the final LayerNorm of the global average (the stock pooler).
     hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
-        The stock encoder's hidden states (token sequences for ViT, feature maps for ResNet), the mask token
+        The stock encoder's hidden states (token sequences for ViT, feature maps for CNNs), the mask token
         applied where it enters. With a list of indices, the unselected entries are `None`.
     attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
         The stock encoder's attention weights (ViT-like encoders with eager attention).
@@ -93,6 +96,8 @@ def build_encoder(backbone_config) -> PreTrainedModel:
         return BeitModel(backbone_config, add_pooling_layer=backbone_config.use_mean_pooling)
     if backbone_config.model_type == "vit":
         return ViTModel(backbone_config, add_pooling_layer=False)
+    if backbone_config.model_type == "convnext":
+        return ConvNextModel(backbone_config)
     return ResNetModel(backbone_config)
 
 
@@ -103,7 +108,7 @@ class A2MIMPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["BeitLayer", "ViTLayer", "ResNetConvLayer", "ResNetShortCut"]
+    _no_split_modules = ["BeitLayer", "ViTLayer", "ResNetConvLayer", "ResNetShortCut", "ConvNextLayer"]
     _supports_sdpa = True
     _keys_to_ignore_on_load_unexpected = [r".*relative_position_index.*"]
 
@@ -121,11 +126,14 @@ class A2MIMPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers=1):
-        """The stock switch (transformers blocks checkpoint their own forward); refused for the ResNet family, whose
-        transformers encoder has no checkpointing."""
+        """The stock switch (transformers blocks checkpoint their own forward); refused for the CNN families, whose
+        transformers encoders have no checkpointing."""
         if enable and not self.config.is_vit_family:
+            family, encoder = {"resnet": ("ResNet", "ResNetModel"), "convnext": ("ConvNeXt", "ConvNextModel")}[
+                self.config.family
+            ]
             raise ValueError(
-                "Gradient checkpointing is not available for the ResNet family: transformers' ResNetModel has none. "
+                f"Gradient checkpointing is not available for the {family} family: transformers' {encoder} has none. "
                 "Lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead, or use a "
                 "ViT-family preset."
             )
@@ -137,7 +145,8 @@ class A2MIMPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def save_encoder(self, save_directory, image_processor=None, **kwargs) -> None:
-        """Save the encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` checkpoint plus an image processor.
+        """Save the encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` / `ConvNextModel` checkpoint plus an
+        image processor.
 
         `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
         classifier with every encoder weight loaded. A BEiT encoder is exported in its fine-tuning form
@@ -179,7 +188,8 @@ class A2MIMModel(A2MIMPreTrainedModel):
 
     The encoder runs its own forward. The mask token enters through a hook on the stock submodule at
     `config.mask_layer`: the patch embedding's output (ViT-like, layer 0), the input of transformer block `k` (patch
-    tokens only, `k > 0`), or the input of ResNet stage `k`.
+    tokens only, `k > 0`), the input of ResNet stage `k`, or the output of ConvNeXt stage `k`'s downsampling layer
+    (the stem for `k = 0`).
     """
 
     def __init__(self, config: A2MIMConfig):
@@ -195,9 +205,13 @@ class A2MIMModel(A2MIMPreTrainedModel):
         self.post_init()
 
     def _register_encoder_hooks(self) -> None:
-        encoder, layer = self.encoder, self.config.mask_layer
-        if not self.config.is_vit_family:
+        encoder, layer, family = self.encoder, self.config.mask_layer, self.config.family
+        if family == "resnet":
             encoder.encoder.stages[layer].register_forward_pre_hook(self._mask_stage_input)
+            return
+        if family == "convnext":
+            downsampling = encoder.embeddings if layer == 0 else encoder.encoder.stages[layer].downsampling_layer[-1]
+            downsampling.register_forward_hook(self._mask_downsampling_output)
             return
         if layer == 0:
             encoder.embeddings.patch_embeddings.register_forward_hook(self._mask_patch_embeddings)
@@ -207,10 +221,10 @@ class A2MIMModel(A2MIMPreTrainedModel):
         encoder.layernorm.register_forward_pre_hook(self._capture_final_norm_input)
 
     def get_input_embeddings(self) -> nn.Module:
-        """The patch embedding (ViT-like) or the stem (ResNet) of the stock encoder."""
+        """The patch embedding (ViT-like) or the stem (CNN) of the stock encoder."""
         if self.config.is_vit_family:
             return self.encoder.get_input_embeddings()
-        return self.encoder.embedder
+        return self.encoder.embedder if self.config.family == "resnet" else self.encoder.embeddings
 
     def _final_norm(self) -> nn.Module:
         encoder = self.encoder
@@ -249,13 +263,18 @@ class A2MIMModel(A2MIMPreTrainedModel):
         patch_tokens = self._masked_tokens(hidden_states[:, 1:], bool_masked_pos)
         return (torch.cat((hidden_states[:, :1], patch_tokens), dim=1), *args[1:])
 
+    def _masked_feature_map(self, features: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
+        """`(B, C, h, w)` features with the mask token applied."""
+        mask = upsample_mask(bool_masked_pos, self.config.mask_grid_size, features.shape[-1], features.dtype)
+        return self.add_mask_token(features, mask)
+
     def _mask_stage_input(self, module, args):
         bool_masked_pos = self._active_mask()
-        if bool_masked_pos is None:
-            return None
-        features = args[0]
-        mask = upsample_mask(bool_masked_pos, self.config.mask_grid_size, features.shape[-1], features.dtype)
-        return (self.add_mask_token(features, mask), *args[1:])
+        return None if bool_masked_pos is None else (self._masked_feature_map(args[0], bool_masked_pos), *args[1:])
+
+    def _mask_downsampling_output(self, module, args, features):
+        bool_masked_pos = self._active_mask()
+        return None if bool_masked_pos is None else self._masked_feature_map(features, bool_masked_pos)
 
     def _capture_final_norm_input(self, module, args):
         call = _ACTIVE_CALL.get()
@@ -303,6 +322,10 @@ class A2MIMModel(A2MIMPreTrainedModel):
             side = math.isqrt(patch_tokens.shape[1])
             feature_map = patch_tokens.transpose(1, 2).reshape(patch_tokens.shape[0], -1, side, side)
             pooled = final_norm(call.final_norm_input[:, 1:].mean(dim=1))
+        elif self.config.family == "convnext":
+            # The decoder reads the final LayerNorm applied per position; the stock pooler normalizes the mean.
+            feature_map = self.encoder.layernorm(outputs.last_hidden_state.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            pooled = outputs.pooler_output
         else:
             feature_map = outputs.last_hidden_state
             pooled = outputs.pooler_output.flatten(1)
@@ -426,7 +449,7 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
 
 class A2MIMForImageClassification(A2MIMPreTrainedModel):
     """The encoder with the seeds' heads: linear layer on `pooler_output` (mean-pooled patch tokens + final norm
-    for ViT-like encoders, global average pooling for ResNet)."""
+    for ViT-like encoders, global average pooling for ResNet, its final LayerNorm for ConvNeXt)."""
 
     def __init__(self, config: A2MIMConfig):
         super().__init__(config)

@@ -47,3 +47,24 @@ def tiny_resnet_config(**overrides) -> A2MIMConfig:
     )
     kwargs.update(overrides)
     return A2MIMConfig(backbone_config=backbone, **kwargs)
+
+
+def tiny_convnext_config(**overrides) -> A2MIMConfig:
+    """ConvNeXt: 64 px, 4 stages of widths 8..64; mask after stage 3's downsampling layer (stride 32)."""
+    backbone = {
+        "model_type": "convnext",
+        "hidden_sizes": [8, 16, 32, 64],
+        "depths": [1, 1, 1, 1],
+        "layer_norm_eps": 1e-6,
+    }
+    backbone.update(overrides.pop("backbone", {}))
+    kwargs = dict(
+        image_size=64,
+        mask_patch_size=32,
+        mask_layer=3,
+        mask_gamma_init=1e-6,
+        spatial_loss="focal_l1",
+        frequency_loss_weight=0.5,
+    )
+    kwargs.update(overrides)
+    return A2MIMConfig(backbone_config=backbone, **kwargs)

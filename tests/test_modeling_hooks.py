@@ -12,15 +12,17 @@ from transformers import TrainerCallback
 from modeling_a2mim import A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel, BlockMaskGenerator
 from modeling_a2mim.modeling_a2mim import _ACTIVE_CALL
 
-from .helpers import tiny_resnet_config, tiny_vit_config
+from .helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = {"vit": tiny_vit_config, "resnet": tiny_resnet_config}
+FAMILIES = {"vit": tiny_vit_config, "resnet": tiny_resnet_config, "convnext": tiny_convnext_config}
 # mask_layer > 0 for the ViT family puts the token at a transformer block's input instead of the patch embedding.
 MASK_SITES = {
     "vit-embedding": lambda: tiny_vit_config(),
     "vit-block1": lambda: tiny_vit_config(mask_layer=1),
     "resnet-stage3": lambda: tiny_resnet_config(),
+    "convnext-stage3": lambda: tiny_convnext_config(),
+    "convnext-stem": lambda: tiny_convnext_config(mask_layer=0, mask_patch_size=16),
 }
 
 
@@ -30,8 +32,11 @@ def _inputs(config, batch_size=2):
     return pixels, BlockMaskGenerator.from_config(config)(batch_size, generator)
 
 
-def _feature_map(config, stock_last_hidden_state):
+def _feature_map(model, stock_last_hidden_state):
     """The stock encoder's last hidden state as A2MIM's `(B, C, h, w)` feature map."""
+    config = model.config
+    if config.family == "convnext":  # the final LayerNorm per position
+        return model.encoder.layernorm(stock_last_hidden_state.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     if not config.is_vit_family:
         return stock_last_hidden_state
     tokens = stock_last_hidden_state[:, 1:]
@@ -46,7 +51,7 @@ def test_without_mask_the_features_and_hidden_states_are_the_stock_encoders(site
     with torch.no_grad():
         ours = model(pixels, output_hidden_states=True)
         stock = model.encoder(pixels, output_hidden_states=True)
-    assert torch.equal(ours.last_hidden_state, _feature_map(model.config, stock.last_hidden_state))
+    assert torch.equal(ours.last_hidden_state, _feature_map(model, stock.last_hidden_state))
     assert len(ours.hidden_states) == len(stock.hidden_states)
     for mine, theirs in zip(ours.hidden_states, stock.hidden_states):
         assert torch.equal(mine, theirs)
@@ -62,10 +67,10 @@ def test_the_mask_changes_the_hidden_states_from_where_it_enters(site):
         clean = model(pixels, output_hidden_states=True).hidden_states
         masked = model(pixels, bool_masked_pos=mask, output_hidden_states=True).hidden_states
     # The stock encoders record the input of block/stage k before calling it, and the token enters in that call (an
-    # input hook), so hidden_states[k + 1] is the first to change; with mask_layer=0 of a ViT the token enters in the
-    # patch embedding, before hidden_states[0].
+    # input hook, or ConvNeXt's downsampling layer inside stage k), so hidden_states[k + 1] is the first to change;
+    # with mask_layer=0 of a ViT or a ConvNeXt the token enters in the patch embedding / stem, before hidden_states[0].
     layer = model.config.mask_layer
-    first_changed = 0 if model.config.is_vit_family and layer == 0 else layer + 1
+    first_changed = 0 if model.config.family in ("vit", "convnext") and layer == 0 else layer + 1
     for index in range(first_changed):
         assert torch.equal(clean[index], masked[index]), index
     for index in range(first_changed, len(clean)):
@@ -102,7 +107,9 @@ def test_attentions_are_the_stock_eager_attentions():
     assert len(classifier(pixels, output_attentions=True).attentions) == 2
 
 
-@pytest.mark.parametrize("family, embedding", [("vit", "embeddings.patch_embeddings"), ("resnet", "embedder")])
+@pytest.mark.parametrize(
+    "family, embedding", [("vit", "embeddings.patch_embeddings"), ("resnet", "embedder"), ("convnext", "embeddings")]
+)
 def test_input_embeddings_are_the_encoders_stem(family, embedding):
     model = A2MIMForMaskedImageModeling(FAMILIES[family]())
     assert model.get_input_embeddings() is model.a2mim.encoder.get_submodule(embedding)

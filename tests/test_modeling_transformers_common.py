@@ -21,7 +21,7 @@ from transformers.models.auto import modeling_auto
 
 from modeling_a2mim import A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel
 
-from .helpers import tiny_resnet_config, tiny_vit_config
+from .helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
 
 TRANSFORMERS_TESTS = Path(__file__).resolve().parents[1] / ".cache" / "transformers-tests" / transformers.__version__
 
@@ -170,3 +170,7 @@ class A2MIMCNNFamilyTests(A2MIMCommonTests):
 
 class A2MIMResNetFamilyTest(A2MIMCNNFamilyTests, unittest.TestCase):
     make_config = staticmethod(tiny_resnet_config)
+
+
+class A2MIMConvNextFamilyTest(A2MIMCNNFamilyTests, unittest.TestCase):
+    make_config = staticmethod(tiny_convnext_config)
