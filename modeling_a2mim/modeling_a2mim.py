@@ -144,14 +144,11 @@ class A2MIMPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
-    def save_encoder(self, save_directory, image_processor=None, **kwargs) -> None:
-        """Save the encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` / `ConvNextModel` checkpoint plus an
-        image processor.
+    def stock_encoder(self) -> PreTrainedModel:
+        """The encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` / `ConvNextModel` (a copy, in memory).
 
-        `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
-        classifier with every encoder weight loaded. A BEiT encoder is exported in its fine-tuning form
-        (`use_mean_pooling=True`): its final LayerNorm becomes the `fc_norm` over mean-pooled patch tokens.
-        `image_processor` defaults to a `ViTImageProcessor` at the model's resolution with ImageNet statistics.
+        A BEiT encoder comes in its fine-tuning form (`use_mean_pooling=True`): its final LayerNorm becomes the
+        `fc_norm` over mean-pooled patch tokens, which is what the stock classifier pools with.
         """
         encoder_config = copy.deepcopy(self.config.backbone_config)
         encoder_config.architectures = None
@@ -162,7 +159,19 @@ class A2MIMPreTrainedModel(PreTrainedModel):
                 state_dict[f"pooler.layernorm.{name}"] = state_dict.pop(f"layernorm.{name}")
         encoder = build_encoder(encoder_config)
         encoder.load_state_dict(state_dict, strict=True)
-        encoder.save_pretrained(save_directory, **kwargs)
+        return encoder
+
+    def save_encoder(self, save_directory, image_processor=None, **kwargs) -> None:
+        """Save `stock_encoder()` as a stock checkpoint plus an image processor.
+
+        `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
+        classifier with every encoder weight loaded. `image_processor` defaults to a `ViTImageProcessor` at the
+        model's resolution with ImageNet statistics. Every rank of a distributed run may call it: only the main
+        process writes (the others return at once, so synchronize before they read the folder).
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
+        self.stock_encoder().save_pretrained(save_directory, **kwargs)
         if image_processor is None:
             image_processor = imagenet_image_processor(self.config.image_size)
         image_processor.save_pretrained(save_directory)

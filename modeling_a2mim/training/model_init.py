@@ -13,7 +13,7 @@ from ..presets import PRESETS
 logger = logging.getLogger(__name__)
 
 # The A2MIM fields of a family's preset, used when the encoder comes from a stock checkpoint.
-FAMILY_PRESET = {"beit": "vit-base", "vit": "vit-base", "resnet": "resnet-50"}
+FAMILY_PRESET = {"beit": "vit-base", "vit": "vit-base", "resnet": "resnet-50", "convnext": "convnext-tiny"}
 
 
 def parse_config_overrides(text: str | None) -> dict:
