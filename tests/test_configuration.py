@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import pytest
 from transformers import AutoConfig, BeitConfig, ResNetConfig
 
 from modeling_a2mim import A2MIMConfig
+from modeling_a2mim.presets import PRESET_SOURCES
 
 from .helpers import tiny_resnet_config, tiny_vit_config
 
@@ -117,3 +120,11 @@ def test_residual_token_without_mean_fill_warns_that_the_task_leaks():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny_vit_config(mean_fill=False, mask_token_mode="replace")
+
+
+def test_readme_preset_table_matches_the_presets():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name, source in PRESET_SOURCES.items():
+        config = f"`{source.config}`" if source.config.endswith(".py") else source.config
+        top1 = "—" if source.top1 is None else str(source.top1)
+        assert f"| `{name}` | {source.row} | {config} | {top1} |" in readme, name

@@ -43,6 +43,11 @@ RECIPES = {
     "resnet": PretrainingRecipe(3e-4, warmup=0.1, schedule="cosine", min_lr_rate=1e-5 / 1.2e-3,
                                 mask_token_lr_multiplier=0.1),
     "vit": PretrainingRecipe(1e-4, warmup=10 / 800, schedule="step", step_decay_at=700 / 800, max_grad_norm=5.0),
+    # convnext_*_l3_sz224_init_8xb256_cos_ep300: as ResNet, 10 of 300 epochs warmup.
+    "convnext": PretrainingRecipe(3e-4, warmup=10 / 300, schedule="cosine", min_lr_rate=1e-5 / 1.2e-3,
+                                  mask_token_lr_multiplier=0.1),
+    "convnext-micro": PretrainingRecipe(1.6e-2, warmup=0.05, schedule="cosine", min_lr_rate=0.01,
+                                        mask_token_lr_multiplier=0.1),
     "resnet-micro": PretrainingRecipe(1.6e-2, warmup=0.05, schedule="cosine", min_lr_rate=0.01,
                                       mask_token_lr_multiplier=0.1),
     "vit-micro": PretrainingRecipe(1.6e-2, warmup=0.05, schedule="cosine", min_lr_rate=0.01, max_grad_norm=5.0),
