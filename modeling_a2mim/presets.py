@@ -54,17 +54,7 @@ _RESNET_RECIPE = {
 
 # ConvNeXt recipe (openmixup `MIMConvNeXt`): mask token right after stage 3's downsampling layer (stride 32) with
 # gamma 1e-6, focal L1; the released configs set the frequency weight to 0.
-_CONVNEXT_RECIPE = {
-    "image_size": 224,
-    "mask_patch_size": 32,
-    "mask_ratio": 0.6,
-    "mask_layer": 3,
-    "mask_token_mode": "residual",
-    "mask_gamma_init": 1e-6,
-    "spatial_loss": "focal_l1",
-    "frequency_loss_weight": 0.0,
-    "frequency_unmask_weight": 0.0,
-}
+_CONVNEXT_RECIPE = {**_RESNET_RECIPE, "frequency_loss_weight": 0.0, "frequency_unmask_weight": 0.0}
 
 
 def _preset(recipe: dict, backbone: dict, extra: dict) -> dict:

@@ -243,6 +243,19 @@ def block_mask(batch, grid):
     return torch.rand(batch, grid, grid) < 0.6
 
 
+def assert_pretraining_matches(model, saved, backbone, neck, pixels, mask):
+    """The converted model and its reload from `saved` give the reference's features (unmasked, masked: the token
+    acts) and decoder output."""
+    stride = pixels.shape[-1] // backbone(pixels).shape[-1]
+    with torch.no_grad():
+        for reloaded in (model, A2MIMForMaskedImageModeling.from_pretrained(saved).eval()):
+            assert_close(reloaded.a2mim(pixels).last_hidden_state, backbone(pixels))
+            masked = reloaded.a2mim(pixels, bool_masked_pos=mask).last_hidden_state
+            assert_close(masked, backbone(pixels, mask))
+            assert (masked - backbone(pixels)).abs().max() > 1e-2
+            assert_close(reloaded.decoder(masked), nn.functional.pixel_shuffle(neck(backbone(pixels, mask)), stride))
+
+
 # ----- pretraining checkpoints ----------------------------------------------------------------------------------------
 def test_resnet_pretraining_matches_reference(tmp_path):
     backbone, neck, checkpoint = tiny_resnet_pretraining()
@@ -293,13 +306,7 @@ def test_vit_pretraining_matches_reference(tmp_path, caplog):
         model = convert_openmixup_checkpoint(checkpoint, output_dir=tmp_path, config=tiny_vit_config())
     assert "ignored 2 recomputed buffers (relative_position_index, num_batches_tracked)" in caplog.text
 
-    pixels, mask = torch.randn(2, 3, 32, 32), block_mask(2, 4)
-    with torch.no_grad():
-        for reloaded in (model, A2MIMForMaskedImageModeling.from_pretrained(tmp_path).eval()):
-            assert_close(reloaded.a2mim(pixels).last_hidden_state, backbone(pixels))
-            masked = reloaded.a2mim(pixels, bool_masked_pos=mask).last_hidden_state
-            assert_close(masked, backbone(pixels, mask))
-            assert_close(reloaded.decoder(masked), nn.functional.pixel_shuffle(neck(backbone(pixels, mask)), 4))
+    assert_pretraining_matches(model, tmp_path, backbone, neck, torch.randn(2, 3, 32, 32), block_mask(2, 4))
     assert torch.equal(model.a2mim.mask_token, backbone.mask_token)
     assert torch.equal(model.decoder.projection.weight, neck.weight)
     table = model.a2mim.encoder.layers[1].relative_position_bias.relative_position_bias_table
@@ -498,14 +505,7 @@ def test_convnext_pretraining_matches_reference(tmp_path):
     neck = nn.Conv2d(64, 32 * 32 * 3, 1)
     config = tiny_convnext_config(backbone={"depths": [1, 1, 2, 1]})
     model = convert_openmixup_checkpoint(openmixup_checkpoint(backbone, neck=neck), output_dir=tmp_path, config=config)
-    pixels, mask = torch.randn(2, 3, 64, 64), block_mask(2, 2)
-    with torch.no_grad():
-        for reloaded in (model, A2MIMForMaskedImageModeling.from_pretrained(tmp_path).eval()):
-            assert_close(reloaded.a2mim(pixels).last_hidden_state, backbone(pixels))
-            masked = reloaded.a2mim(pixels, bool_masked_pos=mask).last_hidden_state
-            assert_close(masked, backbone(pixels, mask))
-            assert (masked - reloaded.a2mim(pixels).last_hidden_state).abs().max() > 1e-2
-            assert_close(reloaded.decoder(masked), nn.functional.pixel_shuffle(neck(backbone(pixels, mask)), 32))
+    assert_pretraining_matches(model, tmp_path, backbone, neck, torch.randn(2, 3, 64, 64), block_mask(2, 2))
     assert torch.equal(model.a2mim.mask_gamma, backbone.mask_gamma)
 
 
