@@ -2,7 +2,8 @@
 PYTHON ?= python3
 TORCH_PINS = torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= outputs/demo
-# transformers' own common model tests (tests/ of the installed version's sdist), run by tests/test_modeling_transformers_common.py
+# transformers' own common model tests: tests/ of the installed version's sdist, unpacked once here;
+# tests/test_modeling_transformers_common.py runs them
 TRANSFORMERS_TESTS = .cache/transformers-tests
 
 .PHONY: install test demo clean

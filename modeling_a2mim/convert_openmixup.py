@@ -235,7 +235,9 @@ def infer_architecture(state_dict, family: str) -> dict:
         return {
             "model_type": "convnext",
             "depths": [len(blocks[stage]) for stage in stages],
-            "hidden_sizes": [_get(state_dict, f"backbone.stages.{s}.0.depthwise_conv.weight").shape[0] for s in stages],
+            "hidden_sizes": [
+                _get(state_dict, f"backbone.stages.{s}.0.depthwise_conv.weight").shape[0] for s in stages
+            ],
             "num_channels": stem.shape[1],
         }
     projection = _get(state_dict, "backbone.patch_embed.projection.weight")  # (hidden, num_channels, patch, patch)

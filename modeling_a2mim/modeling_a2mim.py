@@ -1,7 +1,7 @@
 """PyTorch A2MIM: architecture-agnostic masked image modeling on stock transformers encoders.
 
-The encoder is a stock `BeitModel`, `ViTModel`, `ResNetModel` or `ConvNextModel` (its weights keep the stock names under
-`a2mim.encoder.`) and runs its own forward; A2MIM adds a learnable mask token at a middle stage through a hook on
+The encoder is a stock `BeitModel`, `ViTModel`, `ResNetModel` or `ConvNextModel` (its weights keep the stock names
+under `a2mim.encoder.`) and runs its own forward; A2MIM adds a learnable mask token at a middle stage through a hook on
 the stock submodule there, mean-fills masked pixels, and predicts the full-resolution image with a 1x1 conv +
 PixelShuffle decoder trained by a spatial and a Fourier loss.
 """
@@ -125,7 +125,9 @@ class A2MIMPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
 
-    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers=1):
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers: int = 1
+    ):
         """The stock switch (transformers blocks checkpoint their own forward); refused for the CNN families, whose
         transformers encoders have no checkpointing."""
         if enable and not self.config.is_vit_family:
@@ -307,6 +309,8 @@ class A2MIMModel(A2MIMPreTrainedModel):
             Without it the features are exactly the stock encoder's.
         output_hidden_states (`bool` or `list[int]`, *optional*):
             The stock encoder's hidden states (all, or the selected indices), the mask token applied where it enters.
+        output_attentions (`bool`, *optional*):
+            The stock encoder's attention weights (ViT-like encoders with eager attention).
         """
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states

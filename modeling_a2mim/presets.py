@@ -1,4 +1,4 @@
-"""Named A2MIM presets: the encoders of the seed tables and the A2MIM results with their recipe's mask and loss settings.
+"""Named A2MIM presets: the encoders of the seed tables and A2MIM results, with their recipe's mask and loss settings.
 
 Each preset is a dict of `A2MIMConfig` keyword arguments; `backbone_config` is a plain dict with a
 `model_type` so that the preset table stays data. `A2MIMConfig.from_preset(name)` builds a config, and
@@ -149,7 +149,8 @@ class PresetSource:
 
 _CPU_SIZED = "CPU-sized, for tests and the demo"
 PRESET_SOURCES = {
-    "vit-small": PresetSource("ViT-S/16, ImageNet-1k, 800 ep", "imagenet/vit_small_l0_sz224_8xb256_step_ep800.py", 82.1),
+    "vit-small": PresetSource("ViT-S/16, ImageNet-1k, 800 ep", "imagenet/vit_small_l0_sz224_8xb256_step_ep800.py",
+                              82.1),
     "vit-base": PresetSource("ViT-B/16, ImageNet-1k, 800 ep", "imagenet/vit_base_l0_sz224_8xb128_accu2_step_ep800.py",
                              84.3),
     "vit-large": PresetSource("ViT-L/16, ImageNet-1k, 800 ep",

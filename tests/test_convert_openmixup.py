@@ -444,7 +444,7 @@ def test_nonstandard_relative_position_index_is_refused():
         convert_openmixup_checkpoint(checkpoint, config=tiny_vit_config())
 
 
-# ----- reference ConvNeXt (mmcls names, openmixup MIMConvNeXt) --------------------------------------------------------
+# ----- reference ConvNeXt (mmcls names, openmixup MIMConvNeXt) ------------------------------------------------------
 class RefLayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a `(B, C, H, W)` map."""
 

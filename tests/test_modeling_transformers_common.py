@@ -31,10 +31,13 @@ if not (TRANSFORMERS_TESTS / "transformers_tests" / "test_modeling_common.py").i
         f"the transformers=={transformers.__version__} sdist with pip download) to run them.",
         allow_module_level=True,
     )
-pytest.importorskip("parameterized", reason="transformers' common model tests need `parameterized` (pip install -e '.[test]')")
+pytest.importorskip(
+    "parameterized", reason="transformers' common model tests need `parameterized` (pip install -e '.[test]')"
+)
 
 sys.path.insert(0, str(TRANSFORMERS_TESTS))
-for name, mixin in (("exporters.test_export", "ExportTesterMixin"), ("generation.test_utils", "GenerationTesterMixin")):
+STAND_INS = (("exporters.test_export", "ExportTesterMixin"), ("generation.test_utils", "GenerationTesterMixin"))
+for name, mixin in STAND_INS:
     package, module = f"transformers_tests.{name}".rsplit(".", 1)
     sys.modules.setdefault(package, types.ModuleType(package))
     stand_in = types.ModuleType(f"{package}.{module}")

@@ -1,7 +1,8 @@
 """Layer-wise learning-rate decay for the stock transformers classifiers (BEiT, ViT, ResNet, ConvNeXt).
 
 Depth ids: the embeddings (patch embedding, cls token, position embeddings, or a CNN's stem) are 0, transformer block
-`i` (or CNN stage `i`) is `i + 1`, everything after the last block (final norm, pooler, classifier head) is `num_blocks + 1`.
+`i` (or CNN stage `i`) is `i + 1`, everything after the last block (final norm, pooler, classifier head) is
+`num_blocks + 1`.
 A parameter at depth `d` trains at `decay ** (num_blocks + 1 - d)` times the base learning rate, so the head keeps
 the full rate and the patch embedding gets the smallest.
 """
