@@ -26,6 +26,6 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboard>=2.15"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboard>=2.15", "parameterized>=0.9"],
     },
 )

@@ -7,11 +7,12 @@ import warnings
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .presets import PRESETS
+from .presets import PRESET_SOURCES, PRESETS
 
 VIT_FAMILY = ("beit", "vit")
 RESNET_FAMILY = ("resnet",)
-SUPPORTED_BACKBONES = VIT_FAMILY + RESNET_FAMILY
+CONVNEXT_FAMILY = ("convnext",)
+SUPPORTED_BACKBONES = VIT_FAMILY + RESNET_FAMILY + CONVNEXT_FAMILY
 
 
 class A2MIMConfig(PreTrainedConfig):
@@ -19,18 +20,19 @@ class A2MIMConfig(PreTrainedConfig):
     Configuration of an A2MIM model (Li et al., "Architecture-Agnostic Masked Image Modeling", ICML 2023).
 
     Args:
-        backbone_config (`BeitConfig`, `ViTConfig`, `ResNetConfig` or `dict`, *optional*):
+        backbone_config (`BeitConfig`, `ViTConfig`, `ResNetConfig`, `ConvNextConfig` or `dict`, *optional*):
             The encoder. A dict needs a `model_type`. Defaults to the BEiT-style ViT-B/16 of the `vit-base` preset.
         image_size (`int`, *optional*):
             Input resolution. For ViT-like encoders it defaults to the backbone's and is written back into it.
-            Defaults to 224 for ResNet.
+            Defaults to 224 for the CNN families.
         mask_patch_size (`int`, *optional*, defaults to 32):
             Side in pixels of one mask block.
         mask_ratio (`float`, *optional*, defaults to 0.6):
             Fraction of blocks masked per image; exactly `ceil(num_blocks * mask_ratio)` are masked.
         mask_layer (`int`, *optional*):
-            Where the mask token enters: before transformer block `K` (0 = right after the patch embedding) or at
-            the input of ResNet stage `K`. Defaults to 0 for ViT-like encoders and to the last stage for ResNet.
+            Where the mask token enters: before transformer block `K` (0 = right after the patch embedding), at the
+            input of ResNet stage `K`, or right after ConvNeXt stage `K`'s downsampling layer (the stem for 0).
+            Defaults to 0 for ViT-like encoders and to the last stage for the CNN families.
         mask_token_mode (`str`, *optional*, defaults to `"residual"`):
             `"residual"`: `x + token * m`; `"replace"`: `x * (1 - m) + token * m`.
         mask_gamma_init (`float`, *optional*):
@@ -93,7 +95,7 @@ class A2MIMConfig(PreTrainedConfig):
         if backbone_type not in SUPPORTED_BACKBONES:
             raise ValueError(
                 f"backbone_config has model_type={backbone_type!r}, which A2MIM does not support; "
-                f"use one of {list(SUPPORTED_BACKBONES)} (BeitConfig, ViTConfig or ResNetConfig)."
+                f"use one of {list(SUPPORTED_BACKBONES)} (BeitConfig, ViTConfig, ResNetConfig or ConvNextConfig)."
             )
         super().__post_init__(**kwargs)
         if self.is_vit_family:
@@ -122,18 +124,28 @@ class A2MIMConfig(PreTrainedConfig):
             raise ValueError(f"Unknown A2MIM preset {name!r}. Known presets: {', '.join(cls.presets())}.")
         kwargs = copy.deepcopy(PRESETS[name])
         kwargs.update(overrides)
-        kwargs.setdefault("preset", name)
         return cls(**kwargs)
 
     @staticmethod
     def presets() -> list[str]:
         return list(PRESETS)
 
+    @staticmethod
+    def describe_presets() -> dict[str, str]:
+        """`{preset: one line}`: the results row it reproduces, its openmixup config and the reported top-1."""
+        lines = {}
+        for name, source in PRESET_SOURCES.items():
+            top1 = f"fine-tuned top-1 {source.top1}" if source.top1 is not None else "no fine-tuning number"
+            lines[name] = f"{source.row}; {source.config}; {top1}"
+        return lines
+
     # ----- derived geometry -------------------------------------------------------------------------------------
     @property
     def family(self) -> str:
-        """The encoder family: `"vit"` (BEiT / ViT encoders) or `"resnet"`."""
-        return "vit" if self.is_vit_family else "resnet"
+        """The encoder family: `"vit"` (BEiT / ViT encoders), `"resnet"` or `"convnext"`."""
+        if self.is_vit_family:
+            return "vit"
+        return "convnext" if self.backbone_config.model_type in CONVNEXT_FAMILY else "resnet"
 
     @property
     def is_vit_family(self) -> bool:
@@ -145,13 +157,14 @@ class A2MIMConfig(PreTrainedConfig):
 
     @property
     def num_mask_layers(self) -> int:
-        """Number of valid `mask_layer` values: transformer blocks or ResNet stages."""
+        """Number of valid `mask_layer` values: transformer blocks or CNN stages."""
         if self.is_vit_family:
             return self.backbone_config.num_hidden_layers
         return len(self.backbone_config.depths)
 
-    def _resnet_stage_strides(self) -> list[int]:
-        first = 2 if self.backbone_config.downsample_in_first_stage else 1
+    def _stage_strides(self) -> list[int]:
+        """Downsampling factor of each CNN stage (after the stride-4 stem)."""
+        first = 2 if self.family == "resnet" and self.backbone_config.downsample_in_first_stage else 1
         return [first] + [2] * (len(self.backbone_config.depths) - 1)
 
     @property
@@ -159,13 +172,17 @@ class A2MIMConfig(PreTrainedConfig):
         """Stride (pixels per feature cell) of the features where the mask token is added."""
         if self.is_vit_family:
             return self._patch_size
-        return 4 * math.prod(self._resnet_stage_strides()[: self.mask_layer])
+        # ResNet: the input of stage k; ConvNeXt: the output of stage k's downsampling layer.
+        entered_stages = self.mask_layer + (1 if self.family == "convnext" else 0)
+        return 4 * math.prod(self._stage_strides()[:entered_stages])
 
     @property
     def mask_layer_channels(self) -> int:
         """Channels of the features where the mask token is added."""
         if self.is_vit_family:
             return self.backbone_config.hidden_size
+        if self.family == "convnext":
+            return self.backbone_config.hidden_sizes[self.mask_layer]
         if self.mask_layer == 0:
             return self.backbone_config.embedding_size
         return self.backbone_config.hidden_sizes[self.mask_layer - 1]
@@ -175,7 +192,7 @@ class A2MIMConfig(PreTrainedConfig):
         """Stride of the last feature map, which the decoder upsamples back to pixels."""
         if self.is_vit_family:
             return self._patch_size
-        return 4 * math.prod(self._resnet_stage_strides())
+        return 4 * math.prod(self._stage_strides())
 
     @property
     def encoder_hidden_size(self) -> int:
@@ -218,7 +235,7 @@ class A2MIMConfig(PreTrainedConfig):
                 "so that the decoder can restore full resolution.",
             )
         if not 0 <= self.mask_layer < self.num_mask_layers:
-            kind = "transformer blocks" if self.is_vit_family else "ResNet stages"
+            kind = {"vit": "transformer blocks", "resnet": "ResNet stages", "convnext": "ConvNeXt stages"}[self.family]
             fail("mask_layer", f"the encoder has {self.num_mask_layers} {kind}; use 0..{self.num_mask_layers - 1}.")
         if self.mask_patch_size % self.mask_layer_stride:
             fail(

@@ -3,7 +3,11 @@
 - Pretraining checkpoints (`backbone.*` with `mask_token` / `mask_gamma`, `neck.decoder_pred.0.*`) become an
   `A2MIMForMaskedImageModeling` checkpoint.
 - Fine-tuned checkpoints (`backbone.*` + `head.fc.*`; the ViT with `backbone.fc_norm`) become a stock
-  `ResNetForImageClassification` / `BeitForImageClassification` checkpoint that loads without this package.
+  `ResNetForImageClassification` / `BeitForImageClassification` / `ConvNextForImageClassification` checkpoint that
+  loads without this package.
+
+Layouts: torchvision-named ResNets (ResNet-50/101/152/200), mmcv BEiT-style ViTs (ViT-S/B/L, DeiT-S) and mmcls
+ConvNeXts (ConvNeXt-T/S/B, `MIMConvNeXt`).
 
 Both get a `preprocessor_config.json` (ImageNet mean/std at the model resolution). The conversion is strict: a key
 that is neither mapped nor a recomputed buffer, a key the model needs but the file lacks, or a shape mismatch raises
@@ -83,6 +87,21 @@ VIT_RULES = [
     (r"fc_norm\.(weight|bias)", r"pooler.layernorm.\1"),
 ]
 
+# mmcls ConvNeXt: `downsample_layers.0` is the stem (conv, LayerNorm), `downsample_layers.i` (LayerNorm, conv) opens
+# stage i; `norm3` is the final norm (applied to the pooled features when fine-tuned, per position in pretraining).
+# The mmcls downsampling LayerNorm uses eps 1e-5 where transformers' has 1e-6 (not configurable): differences ~1e-6.
+CONVNEXT_RULES = [
+    (r"downsample_layers\.0\.0\.(weight|bias)", r"embeddings.patch_embeddings.\1"),
+    (r"downsample_layers\.0\.1\.(weight|bias)", r"embeddings.layernorm.\1"),
+    (r"downsample_layers\.(\d+)\.([01])\.(weight|bias)", r"encoder.stages.\1.downsampling_layer.\2.\3"),
+    (r"stages\.(\d+)\.(\d+)\.depthwise_conv\.(weight|bias)", r"encoder.stages.\1.layers.\2.dwconv.\3"),
+    (r"stages\.(\d+)\.(\d+)\.norm\.(weight|bias)", r"encoder.stages.\1.layers.\2.layernorm.\3"),
+    (r"stages\.(\d+)\.(\d+)\.pointwise_conv([12])\.(weight|bias)", r"encoder.stages.\1.layers.\2.pwconv\3.\4"),
+    (r"stages\.(\d+)\.(\d+)\.gamma", r"encoder.stages.\1.layers.\2.layer_scale_parameter"),
+    (r"norm3\.(weight|bias)", r"layernorm.\1"),
+]
+ENCODER_RULES = {"resnet": RESNET_RULES, "beit": VIT_RULES, "convnext": CONVNEXT_RULES}
+
 # Outside the encoder; `{encoder}` and `{classifier}` are filled per target model.
 TOP_LEVEL_RULES = [
     (r"backbone\.mask_token", "a2mim.mask_token"),
@@ -92,7 +111,7 @@ TOP_LEVEL_RULES = [
 ]
 
 # Classifier weights of the stock heads: ResNet's is `Sequential(Flatten, Linear)`.
-CLASSIFIER_PREFIX = {"resnet": "classifier.1.", "beit": "classifier."}
+CLASSIFIER_PREFIX = {"resnet": "classifier.1.", "beit": "classifier.", "convnext": "classifier."}
 
 
 def _apply_rules(key: str, rules) -> tuple[str, ...] | None:
@@ -168,14 +187,17 @@ def _get(state_dict, key) -> torch.Tensor:
 
 
 def detect_family(state_dict) -> str:
-    """`"resnet"` (torchvision names) or `"beit"` (mmcv BEiT layout), from the stem's key."""
+    """`"resnet"` (torchvision names), `"beit"` (mmcv BEiT layout) or `"convnext"` (mmcls), from the stem's key."""
     if "backbone.conv1.weight" in state_dict:
         return "resnet"
     if "backbone.patch_embed.projection.weight" in state_dict:
         return "beit"
+    if "backbone.downsample_layers.0.0.weight" in state_dict:
+        return "convnext"
     raise ValueError(
-        "Not an openmixup A2MIM ResNet or ViT checkpoint: neither 'backbone.conv1.weight' (ResNet) nor "
-        f"'backbone.patch_embed.projection.weight' (ViT) is present. First keys: {sorted(state_dict)[:8]}."
+        "Not an openmixup A2MIM ResNet, ViT or ConvNeXt checkpoint: none of 'backbone.conv1.weight' (ResNet), "
+        "'backbone.patch_embed.projection.weight' (ViT) and 'backbone.downsample_layers.0.0.weight' (ConvNeXt) is "
+        f"present. First keys: {sorted(state_dict)[:8]}."
     )
 
 
@@ -201,6 +223,22 @@ def infer_architecture(state_dict, family: str) -> dict:
             # torchvision / openmixup ResNets are v1.5: stride on the 3x3 conv, no stride in the first stage.
             "downsample_in_first_stage": False,
             "downsample_in_bottleneck": False,
+        }
+    if family == "convnext":
+        stem = _get(state_dict, "backbone.downsample_layers.0.0.weight")  # (hidden_sizes[0], num_channels, 4, 4)
+        blocks = {}
+        for key in state_dict:
+            match = re.fullmatch(r"backbone\.stages\.(\d+)\.(\d+)\.depthwise_conv\.weight", key)
+            if match:
+                blocks.setdefault(int(match[1]), set()).add(int(match[2]))
+        stages = sorted(blocks)
+        return {
+            "model_type": "convnext",
+            "depths": [len(blocks[stage]) for stage in stages],
+            "hidden_sizes": [
+                _get(state_dict, f"backbone.stages.{s}.0.depthwise_conv.weight").shape[0] for s in stages
+            ],
+            "num_channels": stem.shape[1],
         }
     projection = _get(state_dict, "backbone.patch_embed.projection.weight")  # (hidden, num_channels, patch, patch)
     num_patches = _get(state_dict, "backbone.pos_embed").shape[1] - 1  # (1, 1 + num_patches, hidden)
@@ -253,6 +291,13 @@ def describe_backbone(backbone_config) -> dict:
             "use_relative_position_bias": backbone_config.use_relative_position_bias,
             "use_shared_relative_position_bias": backbone_config.use_shared_relative_position_bias,
             "layer_scale": backbone_config.layer_scale_init_value > 0,
+        }
+    if backbone_config.model_type == "convnext":
+        return {
+            "model_type": "convnext",
+            "depths": list(backbone_config.depths),
+            "hidden_sizes": list(backbone_config.hidden_sizes),
+            "num_channels": backbone_config.num_channels,
         }
     return {"model_type": backbone_config.model_type}
 
@@ -309,7 +354,7 @@ def rename_state_dict(state_dict, family: str, encoder_prefix: str) -> tuple[dic
     """
     classifier = CLASSIFIER_PREFIX[family]
     top_level = [(pattern, target.format(classifier=classifier)) for pattern, target in TOP_LEVEL_RULES]
-    encoder_rules = RESNET_RULES if family == "resnet" else VIT_RULES
+    encoder_rules = ENCODER_RULES[family]
     renamed, ignored, unknown = {}, [], []
     for key, tensor in state_dict.items():
         if key.rsplit(".", 1)[-1] in RECOMPUTED_BUFFERS:
@@ -390,7 +435,7 @@ def convert_openmixup_checkpoint(
 
     Returns:
         `A2MIMForMaskedImageModeling` (pretraining checkpoint) or a stock `ResNetForImageClassification` /
-        `BeitForImageClassification` (fine-tuned checkpoint), in eval mode.
+        `BeitForImageClassification` / `ConvNextForImageClassification` (fine-tuned checkpoint), in eval mode.
     """
     if isinstance(checkpoint, Mapping):
         state_dict = unwrap_state_dict(checkpoint)

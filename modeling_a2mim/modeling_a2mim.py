@@ -1,17 +1,22 @@
 """PyTorch A2MIM: architecture-agnostic masked image modeling on stock transformers encoders.
 
-The encoder is a stock `BeitModel`, `ViTModel` or `ResNetModel` (its weights keep the stock names under
-`a2mim.encoder.`); A2MIM adds a learnable mask token at a middle stage, mean-fills masked pixels, and predicts the
-full-resolution image with a 1x1 conv + PixelShuffle decoder trained by a spatial and a Fourier loss.
+The encoder is a stock `BeitModel`, `ViTModel`, `ResNetModel` or `ConvNextModel` (its weights keep the stock names
+under `a2mim.encoder.`) and runs its own forward; A2MIM adds a learnable mask token at a middle stage through a hook on
+the stock submodule there, mean-fills masked pixels, and predicts the full-resolution image with a 1x1 conv +
+PixelShuffle decoder trained by a spatial and a Fourier loss.
 """
 
 import copy
+import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import (
     BeitModel,
+    ConvNextModel,
     PreTrainedModel,
     ResNetModel,
     ViTImageProcessor,
@@ -41,16 +46,22 @@ AUTO_MAP = {
 class A2MIMModelOutput(ModelOutput):
     r"""
     last_hidden_state (`torch.FloatTensor` of shape `(batch_size, channels, height, width)`):
-        Last feature map (ViT-like encoders: the normalized patch tokens reshaped to a grid).
+        Last feature map (ViT-like encoders: the normalized patch tokens reshaped to a grid; ConvNeXt: the final
+        LayerNorm applied per position).
     pooler_output (`torch.FloatTensor` of shape `(batch_size, channels)`):
-        ViT-like: the final norm applied to the mean of the patch tokens; ResNet: global average pooling.
+        ViT-like: the final norm applied to the mean of the patch tokens; ResNet: global average pooling; ConvNeXt:
+        the final LayerNorm of the global average (the stock pooler).
     hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
-        Input of every block/stage and the last one's output (token sequences for ViT, feature maps for ResNet).
+        The stock encoder's hidden states (token sequences for ViT, feature maps for CNNs), the mask token
+        applied where it enters. With a list of indices, the unselected entries are `None`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        The stock encoder's attention weights (ViT-like encoders with eager attention).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -59,7 +70,8 @@ class A2MIMMaskedImageModelingOutput(MaskedImageModelingOutput):
     loss (`torch.FloatTensor` of shape `()`): `spatial_loss + frequency_loss_weight * frequency_loss`.
     reconstruction (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
         Predicted (normalized) image at full resolution.
-    bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, grid, grid)`): The block mask used.
+    bool_masked_pos (`torch.FloatTensor` of shape `(batch_size, grid, grid)`):
+        The block mask used, as floats (1.0 = masked) so that outputs can be compared by subtraction.
     spatial_loss (`torch.FloatTensor` of shape `()`): Spatial loss on the masked pixels.
     frequency_loss (`torch.FloatTensor` of shape `()`): Focal frequency loss (unweighted).
     """
@@ -84,6 +96,8 @@ def build_encoder(backbone_config) -> PreTrainedModel:
         return BeitModel(backbone_config, add_pooling_layer=backbone_config.use_mean_pooling)
     if backbone_config.model_type == "vit":
         return ViTModel(backbone_config, add_pooling_layer=False)
+    if backbone_config.model_type == "convnext":
+        return ConvNextModel(backbone_config)
     return ResNetModel(backbone_config)
 
 
@@ -94,7 +108,7 @@ class A2MIMPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["BeitLayer", "ViTLayer", "ResNetConvLayer", "ResNetShortCut"]
+    _no_split_modules = ["BeitLayer", "ViTLayer", "ResNetConvLayer", "ResNetShortCut", "ConvNextLayer"]
     _supports_sdpa = True
     _keys_to_ignore_on_load_unexpected = [r".*relative_position_index.*"]
 
@@ -111,27 +125,32 @@ class A2MIMPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
-        if not self.config.is_vit_family:
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers: int = 1
+    ):
+        """The stock switch (transformers blocks checkpoint their own forward); refused for the CNN families, whose
+        transformers encoders have no checkpointing."""
+        if enable and not self.config.is_vit_family:
+            family, encoder = {"resnet": ("ResNet", "ResNetModel"), "convnext": ("ConvNeXt", "ConvNextModel")}[
+                self.config.family
+            ]
             raise ValueError(
-                "Gradient checkpointing is not available for the ResNet family: transformers' ResNetModel has none. "
+                f"Gradient checkpointing is not available for the {family} family: transformers' {encoder} has none. "
                 "Lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead, or use a "
                 "ViT-family preset."
             )
-        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Like `PreTrainedModel.save_pretrained`; the config's `auto_map` names every A2MIM Auto class."""
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
-    def save_encoder(self, save_directory, image_processor=None, **kwargs) -> None:
-        """Save the encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` checkpoint plus an image processor.
+    def stock_encoder(self) -> PreTrainedModel:
+        """The encoder as a stock `BeitModel` / `ViTModel` / `ResNetModel` / `ConvNextModel` (a copy, in memory).
 
-        `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
-        classifier with every encoder weight loaded. A BEiT encoder is exported in its fine-tuning form
-        (`use_mean_pooling=True`): its final LayerNorm becomes the `fc_norm` over mean-pooled patch tokens.
-        `image_processor` defaults to a `ViTImageProcessor` at the model's resolution with ImageNet statistics.
+        A BEiT encoder comes in its fine-tuning form (`use_mean_pooling=True`): its final LayerNorm becomes the
+        `fc_norm` over mean-pooled patch tokens, which is what the stock classifier pools with.
         """
         encoder_config = copy.deepcopy(self.config.backbone_config)
         encoder_config.architectures = None
@@ -142,14 +161,47 @@ class A2MIMPreTrainedModel(PreTrainedModel):
                 state_dict[f"pooler.layernorm.{name}"] = state_dict.pop(f"layernorm.{name}")
         encoder = build_encoder(encoder_config)
         encoder.load_state_dict(state_dict, strict=True)
-        encoder.save_pretrained(save_directory, **kwargs)
+        return encoder
+
+    def save_encoder(self, save_directory, image_processor=None, **kwargs) -> None:
+        """Save `stock_encoder()` as a stock checkpoint plus an image processor.
+
+        `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
+        classifier with every encoder weight loaded. `image_processor` defaults to a `ViTImageProcessor` at the
+        model's resolution with ImageNet statistics. Every rank of a distributed run may call it: only the main
+        process writes (the others return at once, so synchronize before they read the folder).
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
+        self.stock_encoder().save_pretrained(save_directory, **kwargs)
         if image_processor is None:
             image_processor = imagenet_image_processor(self.config.image_size)
         image_processor.save_pretrained(save_directory)
 
 
+@dataclass
+class _MaskedCall:
+    """What the encoder hooks of one `A2MIMModel.forward` call need: the model, its block mask, and the input of the
+    final norm (captured for the mean-pooled output of ViT-like encoders)."""
+
+    model: "A2MIMModel"
+    bool_masked_pos: torch.Tensor | None
+    final_norm_input: torch.Tensor | None = None
+
+
+# The call in progress, per thread and context (as transformers' own output capture does), so that hooks registered
+# once on the shared encoder never see another call's mask. It is set and reset around the encoder call.
+_ACTIVE_CALL: ContextVar["_MaskedCall | None"] = ContextVar("a2mim_masked_call", default=None)
+
+
 class A2MIMModel(A2MIMPreTrainedModel):
-    """The encoder with the A2MIM mask token; returns the last feature map as `(B, C, h, w)`."""
+    """The stock encoder with the A2MIM mask token; returns the last feature map as `(B, C, h, w)`.
+
+    The encoder runs its own forward. The mask token enters through a hook on the stock submodule at
+    `config.mask_layer`: the patch embedding's output (ViT-like, layer 0), the input of transformer block `k` (patch
+    tokens only, `k > 0`), the input of ResNet stage `k`, or the output of ConvNeXt stage `k`'s downsampling layer
+    (the stem for `k = 0`).
+    """
 
     def __init__(self, config: A2MIMConfig):
         super().__init__(config)
@@ -160,7 +212,30 @@ class A2MIMModel(A2MIMPreTrainedModel):
         self.mask_gamma = (
             nn.Parameter(torch.full(shape, float(config.mask_gamma_init))) if config.mask_gamma_init is not None else None
         )
+        self._register_encoder_hooks()
         self.post_init()
+
+    def _register_encoder_hooks(self) -> None:
+        encoder, layer, family = self.encoder, self.config.mask_layer, self.config.family
+        if family == "resnet":
+            encoder.encoder.stages[layer].register_forward_pre_hook(self._mask_stage_input)
+            return
+        if family == "convnext":
+            downsampling = encoder.embeddings if layer == 0 else encoder.encoder.stages[layer].downsampling_layer[-1]
+            downsampling.register_forward_hook(self._mask_downsampling_output)
+            return
+        if layer == 0:
+            encoder.embeddings.patch_embeddings.register_forward_hook(self._mask_patch_embeddings)
+        else:
+            encoder.layers[layer].register_forward_pre_hook(self._mask_block_input)
+        # The input of the final norm (an identity in BEiT's mean-pooling form): the last block's tokens.
+        encoder.layernorm.register_forward_pre_hook(self._capture_final_norm_input)
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The patch embedding (ViT-like) or the stem (CNN) of the stock encoder."""
+        if self.config.is_vit_family:
+            return self.encoder.get_input_embeddings()
+        return self.encoder.embedder if self.config.family == "resnet" else self.encoder.embeddings
 
     def _final_norm(self) -> nn.Module:
         encoder = self.encoder
@@ -177,16 +252,53 @@ class A2MIMModel(A2MIMPreTrainedModel):
             features = features * (1 - mask) + self.mask_gamma * features * mask
         return features + self.mask_token * mask
 
-    def _feature_mask(self, bool_masked_pos: torch.Tensor, size: int, dtype) -> torch.Tensor:
-        """Block mask -> `(B, 1, size, size)` float mask at a feature resolution."""
-        return upsample_mask(bool_masked_pos, self.config.mask_grid_size, size, dtype)
+    def _active_mask(self) -> torch.Tensor | None:
+        call = _ACTIVE_CALL.get()
+        return call.bool_masked_pos if call is not None and call.model is self else None
+
+    def _masked_tokens(self, tokens: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
+        """`(B, N, D)` patch tokens of a square grid with the mask token applied."""
+        side = math.isqrt(tokens.shape[1])
+        token_mask = upsample_mask(bool_masked_pos, self.config.mask_grid_size, side, tokens.dtype)
+        return self.add_mask_token(tokens, token_mask.flatten(2).transpose(1, 2))
+
+    def _mask_patch_embeddings(self, module, args, patch_tokens):
+        bool_masked_pos = self._active_mask()
+        return None if bool_masked_pos is None else self._masked_tokens(patch_tokens, bool_masked_pos)
+
+    def _mask_block_input(self, module, args):
+        bool_masked_pos = self._active_mask()
+        if bool_masked_pos is None:
+            return None
+        hidden_states = args[0]
+        patch_tokens = self._masked_tokens(hidden_states[:, 1:], bool_masked_pos)
+        return (torch.cat((hidden_states[:, :1], patch_tokens), dim=1), *args[1:])
+
+    def _masked_feature_map(self, features: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
+        """`(B, C, h, w)` features with the mask token applied."""
+        mask = upsample_mask(bool_masked_pos, self.config.mask_grid_size, features.shape[-1], features.dtype)
+        return self.add_mask_token(features, mask)
+
+    def _mask_stage_input(self, module, args):
+        bool_masked_pos = self._active_mask()
+        return None if bool_masked_pos is None else (self._masked_feature_map(args[0], bool_masked_pos), *args[1:])
+
+    def _mask_downsampling_output(self, module, args, features):
+        bool_masked_pos = self._active_mask()
+        return None if bool_masked_pos is None else self._masked_feature_map(features, bool_masked_pos)
+
+    def _capture_final_norm_input(self, module, args):
+        call = _ACTIVE_CALL.get()
+        if call is not None and call.model is self:
+            call.final_norm_input = args[0]
 
     @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
-        bool_masked_pos: torch.BoolTensor | None = None,
-        output_hidden_states: bool | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> A2MIMModelOutput:
         r"""
@@ -194,86 +306,59 @@ class A2MIMModel(A2MIMPreTrainedModel):
             Images, already mean-filled where masked when used for pretraining.
         bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, grid, grid)` or `(batch_size, grid * grid)`, *optional*):
             Block mask (`grid = image_size // mask_patch_size`); the mask token is added at `config.mask_layer`.
+            Without it the features are exactly the stock encoder's.
+        output_hidden_states (`bool` or `list[int]`, *optional*):
+            The stock encoder's hidden states (all, or the selected indices), the mask token applied where it enters.
+        output_attentions (`bool`, *optional*):
+            The stock encoder's attention weights (ViT-like encoders with eager attention).
         """
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        if self.config.is_vit_family:
-            return self._forward_vit(pixel_values, bool_masked_pos, output_hidden_states)
-        return self._forward_resnet(pixel_values, bool_masked_pos, output_hidden_states)
-
-    def _forward_vit(self, pixel_values, bool_masked_pos, output_hidden_states) -> A2MIMModelOutput:
-        encoder, config = self.encoder, self.config
-        embeddings = encoder.embeddings
-        pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
-        height, width = pixel_values.shape[2:]
-        grid_h, grid_w = height // config.mask_layer_stride, width // config.mask_layer_stride
-        token_mask = None
-        if bool_masked_pos is not None:
-            token_mask = self._feature_mask(bool_masked_pos, grid_h, pixel_values.dtype).flatten(2).transpose(1, 2)
-
-        tokens = embeddings.patch_embeddings(pixel_values)
-        if token_mask is not None and config.mask_layer == 0:
-            tokens = self.add_mask_token(tokens, token_mask)
-        cls_tokens = embeddings.cls_token.expand(tokens.shape[0], -1, -1)
-        hidden_states = torch.cat((cls_tokens, tokens), dim=1)
-        if embeddings.position_embeddings is not None:
-            hidden_states = hidden_states + embeddings.interpolate_pos_encoding(hidden_states, height, width)
-        hidden_states = embeddings.dropout(hidden_states)
-
-        is_beit = config.backbone_config.model_type == "beit"
-        resolution_changed = (height, width) != (config.image_size, config.image_size)
-        shared_bias = None
-        if is_beit and encoder.shared_position_bias is not None:
-            shared_bias = encoder.shared_position_bias(
-                (grid_h, grid_w), interpolate_pos_encoding=resolution_changed, dim_size=hidden_states.shape[1]
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        call = _MaskedCall(self, bool_masked_pos)
+        token = _ACTIVE_CALL.set(call)
+        try:
+            outputs = self.encoder(
+                pixel_values,
+                output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions,
+                return_dict=True,
+                **kwargs,
             )
-        all_hidden_states = ()
-        for index, layer in enumerate(encoder.layers):
-            if token_mask is not None and index == config.mask_layer and index > 0:
-                patch_tokens = self.add_mask_token(hidden_states[:, 1:], token_mask)
-                hidden_states = torch.cat((hidden_states[:, :1], patch_tokens), dim=1)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if is_beit:
-                hidden_states = layer(
-                    hidden_states,
-                    attention_mask=shared_bias,
-                    interpolate_pos_encoding=resolution_changed,
-                    resolution=(height, width),
-                )
-            else:
-                hidden_states = layer(hidden_states, None)
-        if output_hidden_states:
-            all_hidden_states += (hidden_states,)
-
-        final_norm = self._final_norm()
-        patch_tokens = final_norm(hidden_states[:, 1:])
-        feature_map = patch_tokens.transpose(1, 2).reshape(patch_tokens.shape[0], -1, grid_h, grid_w)
-        pooled = final_norm(hidden_states[:, 1:].mean(dim=1))
+        finally:
+            _ACTIVE_CALL.reset(token)
+        hidden_states = outputs.hidden_states
+        if self.config.is_vit_family:
+            final_norm = self._final_norm()
+            patch_tokens = final_norm(call.final_norm_input[:, 1:])
+            side = math.isqrt(patch_tokens.shape[1])
+            feature_map = patch_tokens.transpose(1, 2).reshape(patch_tokens.shape[0], -1, side, side)
+            pooled = final_norm(call.final_norm_input[:, 1:].mean(dim=1))
+        elif self.config.family == "convnext":
+            # The decoder reads the final LayerNorm applied per position; the stock pooler normalizes the mean.
+            feature_map = self.encoder.layernorm(outputs.last_hidden_state.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            pooled = outputs.pooler_output
+        else:
+            feature_map = outputs.last_hidden_state
+            pooled = outputs.pooler_output.flatten(1)
+            hidden_states = _select_hidden_states(hidden_states, output_hidden_states)
         return A2MIMModelOutput(
             last_hidden_state=feature_map,
             pooler_output=pooled,
-            hidden_states=all_hidden_states if output_hidden_states else None,
+            hidden_states=hidden_states,
+            attentions=getattr(outputs, "attentions", None),
         )
 
-    def _forward_resnet(self, pixel_values, bool_masked_pos, output_hidden_states) -> A2MIMModelOutput:
-        encoder, config = self.encoder, self.config
-        hidden_state = encoder.embedder(pixel_values)
-        all_hidden_states = ()
-        for index, stage in enumerate(encoder.encoder.stages):
-            if bool_masked_pos is not None and index == config.mask_layer:
-                mask = self._feature_mask(bool_masked_pos, hidden_state.shape[-1], hidden_state.dtype)
-                hidden_state = self.add_mask_token(hidden_state, mask)
-            if output_hidden_states:
-                all_hidden_states += (hidden_state,)
-            hidden_state = stage(hidden_state)
-        if output_hidden_states:
-            all_hidden_states += (hidden_state,)
-        return A2MIMModelOutput(
-            last_hidden_state=hidden_state,
-            pooler_output=encoder.pooler(hidden_state).flatten(1),
-            hidden_states=all_hidden_states if output_hidden_states else None,
-        )
+
+def _select_hidden_states(hidden_states, output_hidden_states):
+    """transformers' selective capture for an encoder that only returns all hidden states (ResNet): entries that
+    `output_hidden_states` (a list of indices, negative ones allowed) does not select become `None`."""
+    if hidden_states is None or isinstance(output_hidden_states, bool):
+        return hidden_states
+    selected = output_hidden_states if isinstance(output_hidden_states, (list, tuple)) else [output_hidden_states]
+    keep = {index % len(hidden_states) for index in selected}
+    return tuple(state if index in keep else None for index, state in enumerate(hidden_states))
 
 
 class A2MIMDecoder(nn.Module):
@@ -330,7 +415,8 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
         self,
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> A2MIMMaskedImageModelingOutput:
         r"""
@@ -348,7 +434,12 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
         )
         inputs = mean_fill(pixel_values, pixel_mask) if self.config.mean_fill else pixel_values
 
-        outputs = self.a2mim(inputs, bool_masked_pos=bool_masked_pos, output_hidden_states=output_hidden_states)
+        outputs = self.a2mim(
+            inputs,
+            bool_masked_pos=bool_masked_pos,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
         reconstruction = self.decoder(outputs.last_hidden_state)
 
         target = pixel_values.to(reconstruction.dtype)
@@ -362,7 +453,8 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
             loss=loss,
             reconstruction=reconstruction,
             hidden_states=outputs.hidden_states,
-            bool_masked_pos=bool_masked_pos,
+            attentions=outputs.attentions,
+            bool_masked_pos=bool_masked_pos.to(reconstruction.dtype),
             spatial_loss=spatial_loss.detach(),
             frequency_loss=frequency_loss.detach(),
         )
@@ -370,7 +462,7 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
 
 class A2MIMForImageClassification(A2MIMPreTrainedModel):
     """The encoder with the seeds' heads: linear layer on `pooler_output` (mean-pooled patch tokens + final norm
-    for ViT-like encoders, global average pooling for ResNet)."""
+    for ViT-like encoders, global average pooling for ResNet, its final LayerNorm for ConvNeXt)."""
 
     def __init__(self, config: A2MIMConfig):
         super().__init__(config)
@@ -385,17 +477,22 @@ class A2MIMForImageClassification(A2MIMPreTrainedModel):
         self,
         pixel_values: torch.Tensor,
         labels: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> ImageClassifierOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Class indices (cross-entropy), or floats for regression / multi-label, per `config.problem_type`.
         """
-        outputs = self.a2mim(pixel_values, output_hidden_states=output_hidden_states)
+        outputs = self.a2mim(
+            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
         logits = self.classifier(outputs.pooler_output)
         loss = self.loss_function(labels, logits, self.config) if labels is not None else None
-        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 __all__ = [

@@ -1,39 +1,62 @@
+from pathlib import Path
+
 import pytest
 from transformers import AutoConfig, BeitConfig, ResNetConfig
 
 from modeling_a2mim import A2MIMConfig
+from modeling_a2mim.presets import PRESET_SOURCES
 
 from .helpers import tiny_resnet_config, tiny_vit_config
 
 
-@pytest.mark.parametrize(
-    "name, family, width, depth",
-    [
-        ("vit-small", "beit", 384, 12),
-        ("vit-base", "beit", 768, 12),
-        ("vit-large", "beit", 1024, 24),
-        ("deit-small", "beit", 384, 12),
-        ("resnet-50", "resnet", 2048, [3, 4, 6, 3]),
-        ("resnet-101", "resnet", 2048, [3, 4, 23, 3]),
-        ("resnet-152", "resnet", 2048, [3, 8, 36, 3]),
-    ],
-)
-def test_seed_presets(name, family, width, depth):
+# preset: (encoder type, px, last width, depth, mask_layer, its stride, its channels, spatial loss, frequency weight,
+#          gamma init, frequency unmask weight), as the openmixup configs of the rows set them.
+SEED_PRESETS = {
+    "vit-small": ("beit", 224, 384, 12, 0, 16, 384, "l1", 0.1, None, 0.0),
+    "vit-base": ("beit", 224, 768, 12, 0, 16, 768, "l1", 0.1, None, 0.0),
+    "vit-large": ("beit", 224, 1024, 24, 0, 16, 1024, "l1", 0.1, None, 0.0),
+    "deit-small": ("beit", 192, 384, 12, 8, 16, 384, "l1", 0.5, None, 0.0),
+    "resnet-50": ("resnet", 224, 2048, [3, 4, 6, 3], 3, 16, 1024, "focal_l1", 0.5, 1e-6, 1e-3),
+    "resnet-101": ("resnet", 224, 2048, [3, 4, 23, 3], 3, 16, 1024, "focal_l1", 0.5, 1e-6, 1e-3),
+    "resnet-152": ("resnet", 224, 2048, [3, 8, 36, 3], 3, 16, 1024, "focal_l1", 0.5, 1e-6, 1e-3),
+    "resnet-200": ("resnet", 224, 2048, [3, 24, 36, 3], 3, 16, 1024, "focal_l1", 0.5, 1e-6, 1e-3),
+    "resnet-50-in100": ("resnet", 192, 2048, [3, 4, 6, 3], 3, 16, 1024, "focal_l1", 0.5, 0.1, 1e-3),
+    "convnext-tiny": ("convnext", 224, 768, [3, 3, 9, 3], 3, 32, 768, "focal_l1", 0.0, 1e-6, 0.0),
+    "convnext-small": ("convnext", 224, 768, [3, 3, 27, 3], 3, 32, 768, "focal_l1", 0.0, 1e-6, 0.0),
+    "convnext-base": ("convnext", 224, 1024, [3, 3, 27, 3], 3, 32, 1024, "focal_l1", 0.0, 1e-6, 0.0),
+}
+
+
+@pytest.mark.parametrize("name", SEED_PRESETS)
+def test_seed_presets(name):
+    model_type, size, width, depth, layer, stride, channels, loss, weight, gamma, unmask = SEED_PRESETS[name]
     config = A2MIMConfig.from_preset(name)
-    assert config.backbone_config.model_type == family and config.image_size == 224
-    assert config.encoder_hidden_size == width
-    if family == "beit":
-        backbone = config.backbone_config
-        assert (backbone.num_hidden_layers, backbone.patch_size, config.mask_layer) == (depth, 16, 0)
+    backbone = config.backbone_config
+    assert (backbone.model_type, config.image_size, config.encoder_hidden_size) == (model_type, size, width)
+    assert (config.mask_layer, config.mask_layer_stride, config.mask_layer_channels) == (layer, stride, channels)
+    assert (config.spatial_loss, config.frequency_loss_weight) == (loss, weight)
+    assert (config.mask_gamma_init, config.frequency_unmask_weight) == (gamma, unmask)
+    assert (config.mask_patch_size, config.mask_ratio, config.mask_grid_size) == (32, 0.6, size // 32)
+    assert config.preset == name and config.encoder_stride == (16 if model_type == "beit" else 32)
+    if model_type == "beit":
+        assert (backbone.num_hidden_layers, backbone.patch_size, backbone.image_size) == (depth, 16, size)
         assert backbone.use_absolute_position_embeddings and backbone.use_relative_position_bias
         assert backbone.layer_scale_init_value == 0.1 and backbone.layer_norm_eps == 1e-6
-        assert (config.spatial_loss, config.frequency_loss_weight, config.mask_gamma_init) == ("l1", 0.1, None)
     else:
-        assert config.backbone_config.depths == depth
-        assert (config.mask_layer, config.mask_layer_stride, config.mask_layer_channels) == (3, 16, 1024)
-        assert (config.spatial_loss, config.frequency_loss_weight) == ("focal_l1", 0.5)
-        assert (config.mask_gamma_init, config.frequency_unmask_weight) == (1e-6, 1e-3)
-    assert (config.mask_patch_size, config.mask_ratio, config.mask_grid_size) == (32, 0.6, 7)
+        assert backbone.depths == depth
+    if model_type == "convnext":
+        assert backbone.layer_norm_eps == 1e-6 and backbone.drop_path_rate == 0.0
+
+
+def test_every_preset_is_described_with_its_row():
+    described = A2MIMConfig.describe_presets()
+    assert list(described) == A2MIMConfig.presets()
+    assert set(SEED_PRESETS) | {"vit-micro", "resnet-micro", "convnext-micro"} == set(described)
+    assert described["deit-small"] == (
+        "DeiT-S/16, ImageNet-100, 800 ep; imagenet100/deit_small_l8_sz192_4xb256_accu2_cos_ep800.py; "
+        "fine-tuned top-1 87.24"
+    )
+    assert described["convnext-micro"].endswith("no fine-tuning number")
 
 
 def test_unknown_preset_lists_the_known_ones():
@@ -81,7 +104,7 @@ def test_backbone_accepts_config_objects_and_syncs_image_size():
         (lambda: tiny_vit_config(unmask_weight=2), r"unmask_weight=2 is invalid: it must lie in \[0, 1\]"),
         (lambda: tiny_vit_config(frequency_loss_weight=-1), r"frequency_loss_weight=-1 is invalid"),
         (lambda: A2MIMConfig(backbone_config={"model_type": "swin"}),
-         r"model_type='swin', which A2MIM does not support; use one of \['beit', 'vit', 'resnet'\]"),
+         r"model_type='swin', which A2MIM does not support; use one of \['beit', 'vit', 'resnet', 'convnext'\]"),
     ],
 )
 def test_invalid_values_raise_clear_value_errors(make, message):
@@ -97,3 +120,11 @@ def test_residual_token_without_mean_fill_warns_that_the_task_leaks():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny_vit_config(mean_fill=False, mask_token_mode="replace")
+
+
+def test_readme_preset_table_matches_the_presets():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name, source in PRESET_SOURCES.items():
+        config = f"`{source.config}`" if source.config.endswith(".py") else source.config
+        top1 = "—" if source.top1 is None else str(source.top1)
+        assert f"| `{name}` | {source.row} | {config} | {top1} |" in readme, name

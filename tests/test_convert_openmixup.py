@@ -1,6 +1,8 @@
 """The openmixup converter against reference networks written here in the openmixup layouts (torchvision ResNet
-names, mmcv BEiT names), independent of the transformers modules: tiny sizes, random non-trivial weights."""
+names, mmcv BEiT names, mmcls ConvNeXt names), independent of the transformers modules: tiny sizes, random
+non-trivial weights; the released full-size layouts are checked by shape on the meta device."""
 
+import functools
 import json
 import logging
 
@@ -9,9 +11,17 @@ import torch
 from torch import nn
 from transformers import AutoModelForImageClassification
 
-from modeling_a2mim import A2MIMForMaskedImageModeling
-from modeling_a2mim.convert_openmixup import convert_openmixup_checkpoint, main
-from tests.helpers import tiny_resnet_config, tiny_vit_config
+from modeling_a2mim import A2MIMConfig, A2MIMForMaskedImageModeling
+from modeling_a2mim.convert_openmixup import (
+    RECOMPUTED_BUFFERS,
+    convert_openmixup_checkpoint,
+    detect_family,
+    infer_architecture,
+    main,
+    rename_state_dict,
+    resolve_config,
+)
+from tests.helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
 
 TOLERANCE = 1e-4
 
@@ -77,11 +87,12 @@ class RefResNet(nn.Module):
 
 
 # ----- reference BEiT-style ViT (mmcv names) -------------------------------------------------------------------------
+@functools.lru_cache
 def reference_relative_position_index(grid):
     """BEiT index: (dy + grid - 1) * (2 * grid - 1) + (dx + grid - 1) between patches; 3 extra entries for cls."""
     num_distances = (2 * grid - 1) ** 2 + 3
     coords = [(y, x) for y in range(grid) for x in range(grid)]
-    index = torch.empty(len(coords) + 1, len(coords) + 1, dtype=torch.long)
+    index = torch.empty(len(coords) + 1, len(coords) + 1, dtype=torch.long, device="cpu")  # cached: never meta
     for i, (yi, xi) in enumerate(coords, start=1):
         for j, (yj, xj) in enumerate(coords, start=1):
             index[i, j] = (yi - yj + grid - 1) * (2 * grid - 1) + (xi - xj + grid - 1)
@@ -99,7 +110,7 @@ class RefAttention(nn.Module):
         self.q_bias = nn.Parameter(torch.randn(dim) * 0.1)
         self.v_bias = nn.Parameter(torch.randn(dim) * 0.1)
         self.relative_position_bias_table = nn.Parameter(torch.randn((2 * grid - 1) ** 2 + 3, heads))
-        self.register_buffer("relative_position_index", reference_relative_position_index(grid))
+        self.register_buffer("relative_position_index", reference_relative_position_index(grid).clone())
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
@@ -232,6 +243,19 @@ def block_mask(batch, grid):
     return torch.rand(batch, grid, grid) < 0.6
 
 
+def assert_pretraining_matches(model, saved, backbone, neck, pixels, mask):
+    """The converted model and its reload from `saved` give the reference's features (unmasked, masked: the token
+    acts) and decoder output."""
+    stride = pixels.shape[-1] // backbone(pixels).shape[-1]
+    with torch.no_grad():
+        for reloaded in (model, A2MIMForMaskedImageModeling.from_pretrained(saved).eval()):
+            assert_close(reloaded.a2mim(pixels).last_hidden_state, backbone(pixels))
+            masked = reloaded.a2mim(pixels, bool_masked_pos=mask).last_hidden_state
+            assert_close(masked, backbone(pixels, mask))
+            assert (masked - backbone(pixels)).abs().max() > 1e-2
+            assert_close(reloaded.decoder(masked), nn.functional.pixel_shuffle(neck(backbone(pixels, mask)), stride))
+
+
 # ----- pretraining checkpoints ----------------------------------------------------------------------------------------
 def test_resnet_pretraining_matches_reference(tmp_path):
     backbone, neck, checkpoint = tiny_resnet_pretraining()
@@ -282,13 +306,7 @@ def test_vit_pretraining_matches_reference(tmp_path, caplog):
         model = convert_openmixup_checkpoint(checkpoint, output_dir=tmp_path, config=tiny_vit_config())
     assert "ignored 2 recomputed buffers (relative_position_index, num_batches_tracked)" in caplog.text
 
-    pixels, mask = torch.randn(2, 3, 32, 32), block_mask(2, 4)
-    with torch.no_grad():
-        for reloaded in (model, A2MIMForMaskedImageModeling.from_pretrained(tmp_path).eval()):
-            assert_close(reloaded.a2mim(pixels).last_hidden_state, backbone(pixels))
-            masked = reloaded.a2mim(pixels, bool_masked_pos=mask).last_hidden_state
-            assert_close(masked, backbone(pixels, mask))
-            assert_close(reloaded.decoder(masked), nn.functional.pixel_shuffle(neck(backbone(pixels, mask)), 4))
+    assert_pretraining_matches(model, tmp_path, backbone, neck, torch.randn(2, 3, 32, 32), block_mask(2, 4))
     assert torch.equal(model.a2mim.mask_token, backbone.mask_token)
     assert torch.equal(model.decoder.projection.weight, neck.weight)
     table = model.a2mim.encoder.layers[1].relative_position_bias.relative_position_bias_table
@@ -424,3 +442,118 @@ def test_nonstandard_relative_position_index_is_refused():
     checkpoint["state_dict"]["backbone.layers.1.attn.relative_position_index"] = index.flip(0)
     with pytest.raises(ValueError, match=r"differ from the BEiT index for a 8x8 window.*layers\.1\.attn"):
         convert_openmixup_checkpoint(checkpoint, config=tiny_vit_config())
+
+
+# ----- reference ConvNeXt (mmcls names, openmixup MIMConvNeXt) ------------------------------------------------------
+class RefLayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a `(B, C, H, W)` map."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class RefConvNeXtBlock(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.depthwise_conv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = RefLayerNorm2d(dim, eps=1e-6)
+        self.pointwise_conv1 = nn.Linear(dim, 4 * dim)
+        self.pointwise_conv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.rand(dim))
+
+    def forward(self, x):
+        y = self.norm(self.depthwise_conv(x)).permute(0, 2, 3, 1)
+        y = self.pointwise_conv2(nn.functional.gelu(self.pointwise_conv1(y))).permute(0, 3, 1, 2)
+        return x + self.gamma.view(1, -1, 1, 1) * y
+
+
+class RefConvNeXt(nn.Module):
+    """openmixup MIMConvNeXt: `downsample_layers[i]` then `stages[i]`; the mask token (+ gamma) right after
+    `downsample_layers[mask_layer]`; `norm3` per position (pretraining) or on the pooled features (fine-tuned)."""
+
+    def __init__(self, widths, depths, mask_layer=3, pretraining=True):
+        super().__init__()
+        self.downsample_layers = nn.ModuleList([nn.Sequential(nn.Conv2d(3, widths[0], 4, 4),
+                                                              RefLayerNorm2d(widths[0], eps=1e-6))])
+        for stage in range(1, 4):
+            # transformers' downsampling LayerNorm has eps 1e-6 (mmcls: 1e-5), see CONVNEXT_RULES.
+            self.downsample_layers.append(nn.Sequential(RefLayerNorm2d(widths[stage - 1], eps=1e-6),
+                                                        nn.Conv2d(widths[stage - 1], widths[stage], 2, 2)))
+        self.stages = nn.ModuleList(nn.Sequential(*[RefConvNeXtBlock(w) for _ in range(d)])
+                                    for w, d in zip(widths, depths))  # fmt: skip
+        self.norm3 = nn.LayerNorm(widths[-1], eps=1e-6)
+        self.mask_layer, self.pretraining = mask_layer, pretraining
+        if pretraining:
+            self.mask_token = nn.Parameter(torch.randn(1, widths[mask_layer], 1, 1))
+            self.mask_gamma = nn.Parameter(torch.rand(1, widths[mask_layer], 1, 1))
+
+    def forward(self, x, mask=None):
+        for stage in range(4):
+            x = self.downsample_layers[stage](x)
+            if mask is not None and stage == self.mask_layer:
+                scale = x.shape[-1] // mask.shape[-1]
+                m = mask[:, None].float().repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+                x = x * (1 - m) + self.mask_gamma * x * m + self.mask_token * m
+            x = self.stages[stage](x)
+        if self.pretraining:
+            return self.norm3(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.norm3(x.mean(dim=(2, 3)))
+
+
+def test_convnext_pretraining_matches_reference(tmp_path):
+    backbone = randomize_(RefConvNeXt([8, 16, 32, 64], [1, 1, 2, 1]))
+    neck = nn.Conv2d(64, 32 * 32 * 3, 1)
+    config = tiny_convnext_config(backbone={"depths": [1, 1, 2, 1]})
+    model = convert_openmixup_checkpoint(openmixup_checkpoint(backbone, neck=neck), output_dir=tmp_path, config=config)
+    assert_pretraining_matches(model, tmp_path, backbone, neck, torch.randn(2, 3, 64, 64), block_mask(2, 2))
+    assert torch.equal(model.a2mim.mask_gamma, backbone.mask_gamma)
+
+
+def test_convnext_finetuned_becomes_stock_classifier(tmp_path):
+    # convnext-micro's shape: the preset is picked automatically.
+    backbone = randomize_(RefConvNeXt([16, 32, 64, 128], [1, 1, 1, 1], pretraining=False))
+    head = nn.Linear(128, 5)
+    main(["--checkpoint", _saved(openmixup_checkpoint(backbone, head=head), tmp_path), "--output_dir",
+          str(tmp_path / "out")])
+    classifier = AutoModelForImageClassification.from_pretrained(tmp_path / "out").eval()
+    assert type(classifier).__name__ == "ConvNextForImageClassification"
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert_close(classifier(pixels).logits, head(backbone(pixels)))
+
+
+def _saved(checkpoint, folder) -> str:
+    torch.save(checkpoint, folder / "ckpt.pth")
+    return str(folder / "ckpt.pth")
+
+
+def _released_layout(preset: str) -> dict:
+    """The openmixup pretraining state dict layout of a released preset, as meta tensors (shapes only)."""
+    config = A2MIMConfig.from_preset(preset)
+    backbone = config.backbone_config
+    with torch.device("meta"):
+        if config.family == "resnet":
+            encoder = RefResNet(64, backbone.hidden_sizes, backbone.depths, bottleneck=True)
+        elif config.family == "convnext":
+            encoder = RefConvNeXt(backbone.hidden_sizes, backbone.depths)
+        else:
+            encoder = RefViT(backbone.hidden_size, backbone.num_hidden_layers, backbone.num_attention_heads,
+                             backbone.intermediate_size, 16, config.image_size, final="ln1")
+        neck = nn.Conv2d(config.encoder_hidden_size, config.encoder_stride**2 * 3, 1)
+    return openmixup_checkpoint(encoder, neck=neck)["state_dict"]
+
+
+@pytest.mark.parametrize("preset", ["resnet-50", "resnet-101", "resnet-152", "resnet-200", "vit-small", "vit-base",
+                                    "vit-large", "deit-small", "convnext-tiny", "convnext-small", "convnext-base"])
+def test_released_layouts_are_recognized_as_their_preset(preset):
+    state_dict = _released_layout(preset)
+    family = detect_family(state_dict)
+    config = resolve_config(infer_architecture(state_dict, family))
+    assert config.preset == preset
+    # Every tensor of the layout finds its place, with its shape, in the A2MIM model of that preset (on meta).
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in A2MIMForMaskedImageModeling(config).state_dict().items()
+                    if k.rsplit(".", 1)[-1] not in RECOMPUTED_BUFFERS}  # fmt: skip
+    renamed, _, unknown = rename_state_dict(state_dict, family, "a2mim.encoder.")
+    assert not unknown
+    assert {target: tensor.shape for target, (_, tensor) in renamed.items()} == expected

@@ -3,9 +3,7 @@ import torch
 
 from modeling_a2mim import A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel
 
-from .helpers import tiny_resnet_config, tiny_vit_config
-
-FAMILIES = {"vit": tiny_vit_config, "resnet": tiny_resnet_config}
+from .test_modeling import FAMILIES
 
 
 @pytest.mark.parametrize("family", FAMILIES)

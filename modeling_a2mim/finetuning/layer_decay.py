@@ -1,7 +1,8 @@
-"""Layer-wise learning-rate decay for the stock transformers classifiers (BEiT, ViT, ResNet).
+"""Layer-wise learning-rate decay for the stock transformers classifiers (BEiT, ViT, ResNet, ConvNeXt).
 
-Depth ids: the embeddings (patch embedding, cls token, position embeddings) are 0, transformer block `i` (or ResNet
-stage `i`) is `i + 1`, everything after the last block (final norm, pooler, classifier head) is `num_blocks + 1`.
+Depth ids: the embeddings (patch embedding, cls token, position embeddings, or a CNN's stem) are 0, transformer block
+`i` (or CNN stage `i`) is `i + 1`, everything after the last block (final norm, pooler, classifier head) is
+`num_blocks + 1`.
 A parameter at depth `d` trains at `decay ** (num_blocks + 1 - d)` times the base learning rate, so the head keeps
 the full rate and the patch embedding gets the smallest.
 """
@@ -16,14 +17,14 @@ _EMBEDDING = re.compile(r"(?:^|\.)(?:embeddings|embedder)\.")
 
 
 def num_blocks(model: nn.Module) -> int:
-    """Transformer blocks (BEiT/ViT) or ResNet stages of a stock transformers classifier or encoder."""
+    """Transformer blocks (BEiT/ViT) or stages (ResNet/ConvNeXt) of a stock transformers classifier or encoder."""
     config = model.config
     if config.model_type in ("beit", "vit"):
         return config.num_hidden_layers
-    if config.model_type == "resnet":
+    if config.model_type in ("resnet", "convnext"):
         return len(config.depths)
     raise ValueError(
-        f"Layer-wise lr decay supports BEiT, ViT and ResNet models, not model_type={config.model_type!r}."
+        f"Layer-wise lr decay supports BEiT, ViT, ResNet and ConvNeXt models, not model_type={config.model_type!r}."
     )
 
 

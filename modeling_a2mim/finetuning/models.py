@@ -1,25 +1,25 @@
 """Building the stock transformers classifier to fine-tune from any of the encoders A2MIM produces or accepts.
 
-Sources: an A2MIM checkpoint (its encoder is exported with `save_encoder`, the decoder dropped), an exported
-encoder or any stock `BeitModel` / `ViTModel` / `ResNetModel` checkpoint (or a classifier of those), or a preset for
-training from scratch. The result is a stock `BeitForImageClassification` / `ViTForImageClassification` /
-`ResNetForImageClassification`, which needs no A2MIM code to load.
+Sources: an A2MIM checkpoint (its encoder converted in memory with `stock_encoder`, the decoder dropped), an
+exported encoder or any stock `BeitModel` / `ViTModel` / `ResNetModel` / `ConvNextModel` checkpoint (or a classifier
+of those), or a preset for training from scratch. The result is a stock `BeitForImageClassification` /
+`ViTForImageClassification` / `ResNetForImageClassification` / `ConvNextForImageClassification`, which needs no A2MIM
+code to load.
 """
 
 import logging
-import tempfile
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
 from ..configuration_a2mim import SUPPORTED_BACKBONES, A2MIMConfig
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..modeling_a2mim import A2MIMModel
+from ..modeling_a2mim import A2MIMModel, imagenet_image_processor
 from .transforms import image_processor_size
 
 logger = logging.getLogger(__name__)
 
-# Config fields holding stochastic depth: only BEiT among the stock encoders has it.
-_DROP_PATH_FIELD = {"beit": "drop_path_rate"}
+# Config fields holding stochastic depth: BEiT and ConvNeXt among the stock encoders have it.
+_DROP_PATH_FIELD = {"beit": "drop_path_rate", "convnext": "drop_path_rate"}
 
 
 def _label_kwargs(labels: list[str] | None) -> dict:
@@ -84,16 +84,25 @@ def load_classifier(
         return _from_preset(model_preset, labels, image_size, drop_path_rate)
     config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
     if config.model_type == A2MIMConfig.model_type:
-        encoder = A2MIMModel.from_pretrained(model_name_or_path, **hub_kwargs)
-        with tempfile.TemporaryDirectory() as encoder_dir:
-            encoder.save_encoder(encoder_dir)
-            return _load_stock(encoder_dir, labels, drop_path_rate)
+        return _from_a2mim(A2MIMModel.from_pretrained(model_name_or_path, **hub_kwargs), labels, drop_path_rate)
     if config.model_type not in SUPPORTED_BACKBONES:
         raise ValueError(
             f"{model_name_or_path} is a {config.model_type!r} model; fine-tuning supports A2MIM checkpoints and "
             f"stock {', '.join(SUPPORTED_BACKBONES)} encoders or classifiers."
         )
     return _load_stock(model_name_or_path, labels, drop_path_rate, **hub_kwargs)
+
+
+def _from_a2mim(a2mim: A2MIMModel, labels, drop_path_rate):
+    """The stock classifier on `a2mim`'s encoder, built in memory on every rank (no folder to share between ranks),
+    and the ImageNet image processor at the A2MIM resolution."""
+    encoder = a2mim.stock_encoder()
+    config = encoder.config
+    for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}.items():
+        setattr(config, key, value)
+    classifier = AutoModelForImageClassification.from_config(config)
+    classifier.base_model.load_state_dict(encoder.state_dict(), strict=True)
+    return classifier, imagenet_image_processor(a2mim.config.image_size)
 
 
 def _from_preset(name: str, labels, image_size, drop_path_rate):
@@ -106,10 +115,7 @@ def _from_preset(name: str, labels, image_size, drop_path_rate):
     for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(backbone.model_type, drop_path_rate)}.items():
         setattr(backbone, key, value)
     backbone.architectures = None
-    size = image_size or a2mim_config.image_size
-    image_processor = ViTImageProcessor(
-        size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
-    )
+    image_processor = imagenet_image_processor(image_size or a2mim_config.image_size)
     return AutoModelForImageClassification.from_config(backbone), image_processor
 
 

@@ -1,10 +1,11 @@
 """Frozen-feature checks of a pretrained encoder: a linear probe and a weighted k-NN classifier.
 
 Two feature choices (`POOLINGS`): `"head"`, what the classifier head would see (mean-pooled patch tokens + `fc_norm`
-for BEiT, the cls token for ViT, global average pooling for ResNet), captured with a hook on `model.classifier`; and
-`"mean"`, the mean of the encoder's last hidden state over its patch tokens (ViT/BEiT, cls token left out) or spatial
-positions (ResNet), captured with a hook on `model.base_model`. Masked image modeling trains the patch tokens, not the
-cls token, so `"mean"` is the usual probe of a MIM-pretrained ViT; for a ResNet both give the same features.
+for BEiT, the cls token for ViT, global average pooling for ResNet, its final LayerNorm for ConvNeXt), captured with a
+hook on `model.classifier`; and `"mean"`, the mean of the encoder's last hidden state over its patch tokens (ViT/BEiT,
+cls token left out) or spatial positions (CNNs), captured with a hook on `model.base_model`. Masked image modeling
+trains the patch tokens, not the cls token, so `"mean"` is the usual probe of a MIM-pretrained ViT; for a ResNet both
+give the same features.
 """
 
 import numpy as np

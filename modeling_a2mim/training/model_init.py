@@ -14,7 +14,7 @@ from ..presets import PRESETS
 logger = logging.getLogger(__name__)
 
 # The A2MIM fields of a family's preset, used when the encoder comes from a stock checkpoint of no preset's shape.
-FAMILY_PRESET = {"beit": "vit-base", "vit": "vit-base", "resnet": "resnet-50"}
+FAMILY_PRESET = {"beit": "vit-base", "vit": "vit-base", "resnet": "resnet-50", "convnext": "convnext-tiny"}
 # Encoder config fields that make a stock encoder "the architecture of a preset".
 ARCHITECTURE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
                        "depths", "hidden_sizes", "embedding_size", "layer_type")
