@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 setup(
     name="a2mim",
     version="0.1.0",
-    description="A2MIM (architecture-agnostic masked image modeling) for Hugging Face Transformers: ViT and ResNet",
+    description="A2MIM (architecture-agnostic masked image modeling) for Hugging Face Transformers: ViT, ResNet and ConvNeXt",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
