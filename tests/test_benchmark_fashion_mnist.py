@@ -249,7 +249,7 @@ def test_each_seed_has_its_own_initial_encoder_shared_by_the_family(tmp_path):
 def test_every_family_has_its_comparison_roles_and_valid_configs():
     from benchmarks.fashion_mnist import A2MIM, METHODS, RANDOM_INIT, SIMMIM
 
-    for family in ("vit", "resnet"):
+    for family in ("vit", "resnet", "convnext"):
         roles = [m.role for m in METHODS if m.family == family]
         assert roles.count(RANDOM_INIT) == roles.count(SIMMIM) == roles.count(A2MIM) == 1
     configs = {m.name: m.config() for m in METHODS}  # every override is a valid A2MIMConfig
@@ -265,6 +265,11 @@ def test_every_family_has_its_comparison_roles_and_valid_configs():
     assert configs["ResNet A2MIM w/o mean fill"].mask_token_mode == "replace"
     assert configs["ResNet A2MIM w/o freq loss"].frequency_loss_weight == 0.0
     assert configs["ViT A2MIM"].backbone_config.hidden_size == 96 and configs["ViT A2MIM"].mask_patch_size == 8
+    convnext, convnext_simmim = configs["ConvNeXt A2MIM"], configs["ConvNeXt SimMIM-style"]
+    assert (convnext.backbone_config.model_type, convnext.mask_layer, convnext.mask_layer_stride, convnext.mean_fill,
+            convnext.spatial_loss) == ("convnext", 2, 16, True, "focal_l1")
+    assert (convnext_simmim.mask_layer, convnext_simmim.mask_layer_stride, convnext_simmim.mask_token_mode,
+            convnext_simmim.mean_fill, convnext_simmim.spatial_loss) == (0, 4, "replace", False, "l1")
 
 
 def test_method_roles_and_entry_points_are_checked():
@@ -284,7 +289,9 @@ def test_rows_comparisons_and_budget_pairs_follow_from_the_methods():
         "ViT random init", "ViT SimMIM", "ViT A2MIM", "ViT A2MIM w/o freq loss", "ViT A2MIM w/o mean fill",
         "ViT SimMIM (6 ep)", "ViT A2MIM (6 ep)"]
     assert {r.name: r.epochs for r in rows}["ViT A2MIM (6 ep)"] == 6
-    assert len([r for r in rows if r.method.family == "resnet"]) == 6 and rows[-1].name == "ResNet A2MIM w/o freq loss"
+    assert len([r for r in rows if r.method.family == "resnet"]) == 6
+    assert [r.name for r in rows if r.method.family == "convnext"] == [
+        "ConvNeXt random init", "ConvNeXt SimMIM-style", "ConvNeXt A2MIM"]
     pairs = comparison_pairs(rows)
     assert pairs[:3] == [("ViT A2MIM", "ViT SimMIM"), ("ViT A2MIM", "ViT random init"),
                          ("ViT SimMIM", "ViT random init")]
@@ -293,6 +300,7 @@ def test_rows_comparisons_and_budget_pairs_follow_from_the_methods():
     assert [p for p in pairs if p[1] == "ResNet A2MIM"] == [
         ("ResNet A2MIM, token at stem", "ResNet A2MIM"), ("ResNet A2MIM w/o mean fill", "ResNet A2MIM"),
         ("ResNet A2MIM w/o freq loss", "ResNet A2MIM")]
+    assert ("ConvNeXt A2MIM", "ConvNeXt SimMIM-style") in pairs and ("ConvNeXt A2MIM", "ConvNeXt random init") in pairs
     assert budget_pairs(rows) == [(2, "ViT A2MIM", "ViT SimMIM"), (6, "ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)")]
     assert [r.name for r in table_rows(METHODS, BUDGETS["quick"])][5:7] == ["ResNet random init", "ResNet SimMIM-style"]
 
@@ -315,7 +323,7 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     rows = table_rows(METHODS, budget)
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     plan = plan_runs(rows, budget.protocols, budget, data, tmp_path)
-    assert len(plan.pretraining) == 11 * 3 and len(plan.evaluations) == 13 * 3 * 3  # (rows) x protocols x seeds
+    assert len(plan.pretraining) == 13 * 3 and len(plan.evaluations) == 16 * 3 * 3  # (rows) x protocols x seeds
     assert len({run.key for run in plan.runs}) == len({run.output_dir for run in plan.runs}) == len(plan.runs)
     pretraining = {run.key: run for run in plan.pretraining}
     a2mim_long = pretraining["pretrain ViT A2MIM (6 ep) seed 2"]
@@ -344,7 +352,7 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run.
     random_rows = [r for r in rows if r.epochs is None]
     curve = plan_runs(random_rows, convergence_protocols(budget), budget, data, tmp_path)
-    assert len(curve.evaluations) == 2 * (4 + 4) * 3 and not curve.pretraining
+    assert len(curve.evaluations) == 3 * (4 + 4) * 3 and not curve.pretraining
     same = {run.key: run for run in curve.evaluations}[random_init.key]
     assert (same.command, same.output_dir) == (random_init.command, random_init.output_dir)
 
