@@ -1,4 +1,5 @@
-"""Does A2MIM pretraining pay off on real data? Fashion-MNIST, against no pretraining and SimMIM, on a ViT and a ResNet.
+"""Does A2MIM pretraining pay off on real data? Fashion-MNIST, against no pretraining and SimMIM, on a ViT, a ResNet
+and a ConvNeXt.
 
     python benchmarks/fashion_mnist.py --convergence  # once: the random-init fine-tuning curve, ~2 h on 2 cores
     python benchmarks/fashion_mnist.py                # the full protocol, ~8 h on 2 CPU cores (resumable)
