@@ -489,7 +489,9 @@ class A2MIMForImageClassification(A2MIMPreTrainedModel):
             pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions
         )
         logits = self.classifier(outputs.pooler_output)
-        loss = self.loss_function(labels, logits, self.config) if labels is not None else None
+        # `num_items_in_batch` (from Trainer) reaches the loss, as in the stock classifiers, so that a loss summed over
+        # gradient accumulation steps is normalized once (Trainer then does not divide it again).
+        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

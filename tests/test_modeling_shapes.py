@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from modeling_a2mim import A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel
 
@@ -30,3 +31,16 @@ def test_forward_backward_shapes(family):
     logits_out = classifier(pixel_values, labels=torch.tensor([0, 4]))
     assert logits_out.logits.shape == (2, 5)
     assert logits_out.loss.ndim == 0
+
+
+def test_classifier_loss_takes_trainers_num_items_in_batch():
+    """Trainer passes `num_items_in_batch` to a forward with `**kwargs` and then does not divide the loss by the
+    accumulation steps: the loss must be the sum over the micro-batch divided by that count, as in stock classifiers."""
+    config = FAMILIES["vit"]()
+    config.num_labels = 3
+    classifier = A2MIMForImageClassification(config).eval()
+    pixel_values, labels = torch.randn(2, 3, config.image_size, config.image_size), torch.tensor([0, 2])
+    logits = classifier(pixel_values).logits
+    loss = classifier(pixel_values, labels=labels, num_items_in_batch=8).loss
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels, reduction="sum") / 8)
+    torch.testing.assert_close(classifier(pixel_values, labels=labels).loss, F.cross_entropy(logits, labels))
