@@ -30,7 +30,8 @@ from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
-from modeling_a2mim.training.optimization import A2MIMTrainer, mask_token_lr_multiplier
+from modeling_a2mim.training.optimization import mask_token_lr_multiplier
+from modeling_a2mim.training.trainer import A2MIMTrainer
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
 from modeling_a2mim.training.recipes import apply_recipe, global_batch_size, recipe_for
 

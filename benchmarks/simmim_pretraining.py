@@ -30,7 +30,7 @@ from modeling_a2mim.data.transforms import CROP_SCALE, IMAGENET_MEAN, IMAGENET_S
 from modeling_a2mim.masking import BlockMaskGenerator, upsample_mask  # noqa: E402
 from modeling_a2mim.modeling_a2mim import imagenet_image_processor  # noqa: E402
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits  # noqa: E402
-from modeling_a2mim.training.optimization import A2MIMTrainer  # noqa: E402
+from modeling_a2mim.training.trainer import A2MIMTrainer  # noqa: E402
 
 
 @dataclass

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 
 import run_pretraining  # noqa: E402
 from modeling_a2mim.data.collator import MaskingCollator  # noqa: E402
-from modeling_a2mim.training.optimization import A2MIMTrainer  # noqa: E402
+from modeling_a2mim.training.trainer import A2MIMTrainer  # noqa: E402
 
 
 def install(folder, patch=setattr) -> None:

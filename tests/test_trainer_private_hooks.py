@@ -19,10 +19,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from transformers import Trainer
 
-from modeling_a2mim.training.optimization import A2MIMTrainer
+from modeling_a2mim.training.trainer import A2MIMTrainer
 
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
-WHAT_TO_DO = ("A2MIMTrainer (modeling_a2mim/training/optimization.py) overrides this private Trainer part: port the "
+WHAT_TO_DO = ("A2MIMTrainer (modeling_a2mim/training/trainer.py) overrides this private Trainer part: port the "
               "override to this transformers version, run the resume tests, then widen the range in setup.py.")
 
 

@@ -17,12 +17,12 @@ from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.callbacks import SkippedImagesCallback
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.optimization import (
-    A2MIMTrainer,
     build_parameter_groups,
     get_warmup_step_schedule,
     mask_token_lr_multiplier,
     no_weight_decay_names,
 )
+from modeling_a2mim.training.trainer import A2MIMTrainer
 
 from .helpers import tiny_resnet_config, tiny_vit_config
 

@@ -3,7 +3,7 @@ recipes' parameter groups (no decay for norms, biases, embeddings; layer-wise lr
 
 from timm.optim import Lamb
 
-from ..training.optimization import A2MIMTrainer
+from ..training.trainer import A2MIMTrainer
 from .mixing import BatchMixing, ClassificationLoss
 from .recipes import OPTIMIZERS
 

@@ -1,20 +1,10 @@
-"""Optimizer parameter groups of the A2MIM recipes, a warmup + step schedule, and the Trainer that uses them."""
+"""Optimizer parameter groups of the A2MIM recipes and a warmup + step schedule (`trainer.A2MIMTrainer` uses them)."""
 
 import math
 from collections.abc import Callable
 
-import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import PreTrainedModel, Trainer
-from transformers.trainer_utils import has_length
-from transformers.utils import logging
-
-from ..data import SkippedImageCounter
-from .callbacks import ResumedScheduleCallback, SkippedImagesCallback
-from .stream_position import StreamPositionCallback
-
-logger = logging.get_logger(__name__)
 
 # Parameters the fine-tuning recipes exclude from weight decay by name (norms and biases are found by type / suffix);
 # each pretraining recipe has its own list (`PretrainingRecipe.no_weight_decay`).
@@ -91,107 +81,3 @@ def get_warmup_step_schedule(optimizer, num_warmup_steps: int, num_training_step
         return gamma if step >= milestone else 1.0
 
     return LambdaLR(optimizer, factor)
-
-
-class A2MIMTrainer(Trainer):
-    """`Trainer` with the recipes' parameter groups and optional step schedule.
-
-    Args (besides `Trainer`'s):
-        lr_multiplier: `name -> multiplier` for each parameter's learning rate (mask token x0.1 for ResNet,
-            layer-wise decay for fine-tuning); `None` keeps every multiplier at 1.
-        no_decay_name_parts: name parts of the parameters without weight decay besides norms and biases (the
-            pretraining recipe's `no_weight_decay`; default `NO_DECAY_NAME_PARTS`).
-        step_decay_at: when set, the schedule is warmup + constant + x0.1 at this fraction of training instead of
-            `--lr_scheduler_type`.
-        skipped_images: the counter of unreadable images the collators dropped; every log entry (console,
-            TensorBoard, the train and eval metrics) gets its value as `skipped_images`, and the end of training warns
-            when it is not 0.
-        eval_data_collator: collates the evaluation batches instead of `data_collator` (for pretraining: a
-            `MaskingCollator` with the center-crop transform and `fixed_masks=True`, restarted before every
-            evaluation, so that eval losses of different steps are measured on the same crops and masks).
-
-    A resumed run trains at the current schedule's learning rate from its first step (`ResumedScheduleCallback`), so a
-    finished run extended with a larger `--max_steps` continues on the new schedule. A streamed (length-less)
-    training set resumes where it stopped: a `StreamPositionCallback` records the pass and
-    the batches trained in it, and a resumed run re-reads that pass (same seed, same order) and skips those batches.
-    """
-
-    def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None,
-                 no_decay_name_parts: tuple[str, ...] = NO_DECAY_NAME_PARTS, step_decay_at: float | None = None,
-                 eval_data_collator=None, skipped_images: SkippedImageCounter | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skipped_images = skipped_images
-        self.add_callback(ResumedScheduleCallback())
-        if skipped_images is not None:
-            self.add_callback(SkippedImagesCallback(skipped_images))
-        self.lr_multiplier = lr_multiplier
-        self.no_decay_name_parts = no_decay_name_parts
-        self.step_decay_at = step_decay_at
-        self.eval_data_collator = eval_data_collator
-        self.streams_training_data = self.train_dataset is not None and not has_length(self.train_dataset)
-        if self.streams_training_data:
-            self.add_callback(StreamPositionCallback())
-
-    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
-        if self.optimizer is None:
-            opt_model = self.model if model is None else model
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            groups = build_parameter_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
-                                            self.lr_multiplier, self.no_decay_name_parts)
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.skipped_images is not None:
-            logs["skipped_images"] = self.skipped_images.value
-        super().log(logs, start_time)
-
-    def get_eval_dataloader(self, eval_dataset=None):
-        if self.eval_data_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
-        self.eval_data_collator.restart()
-        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        if self.step_decay_at is not None and self.lr_scheduler is None:
-            self.lr_scheduler = get_warmup_step_schedule(
-                optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps), num_training_steps,
-                self.step_decay_at,
-            )
-            self._created_lr_scheduler = True
-            return self.lr_scheduler
-        return super().create_scheduler(num_training_steps, optimizer)
-
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
-                             trial) -> tuple[int, int]:
-        """Trainer's `(epochs_trained, batches to skip in that epoch)`, taken for a streamed training set from the
-        checkpoint's `StreamPositionCallback` state (Trainer would count all steps as batches of pass 0)."""
-        epochs_trained, batches_to_skip = super()._init_training_state(
-            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
-        )
-        if resume_from_checkpoint is None or not self.streams_training_data or self.args.ignore_data_skip:
-            return epochs_trained, batches_to_skip
-        saved = self.state.stateful_callbacks.get(StreamPositionCallback.__name__)
-        if not isinstance(saved, dict):
-            logger.warning(f"{resume_from_checkpoint} has no stream position; Trainer skips {batches_to_skip} batches "
-                           "of the first pass over the streamed data, which is wrong after the first pass.")
-            return epochs_trained, batches_to_skip
-        position = next(cb for cb in self.callback_handler.callbacks if isinstance(cb, StreamPositionCallback))
-        for name, value in saved["attributes"].items():
-            setattr(position, name, value)
-        logger.info(f"Resuming the streamed training data at pass {position.epoch}, skipping its first "
-                    f"{position.batches_in_epoch} batches.")
-        return position.epoch, position.batches_in_epoch
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        """Load checkpoint weights through `from_pretrained`, which applies transformers' key renames (Trainer's plain
-        `load_state_dict` misses the saved BEiT layer-scale names and would silently reset `lambda_1/2`)."""
-        model = self.model if model is None else model
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled or not isinstance(model, PreTrainedModel):
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        loaded = type(model).from_pretrained(resume_from_checkpoint, config=model.config)
-        model.load_state_dict(loaded.state_dict(), strict=True)
