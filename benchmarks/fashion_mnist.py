@@ -3,7 +3,7 @@ and a ConvNeXt.
 
     python benchmarks/fashion_mnist.py --convergence  # once: the random-init fine-tuning curve, ~2 h on 2 cores
     python benchmarks/fashion_mnist.py                # the full protocol, ~8 h on 2 CPU cores (resumable)
-    python benchmarks/fashion_mnist.py --quick        # a smoke version: 2 seeds, short budgets, ~15-20 min
+    python benchmarks/fashion_mnist.py --quick        # a smoke version: 2 seeds, short budgets, ~28 min
 
 (Runtimes estimated from the per-run times of the previous protocol's full run; the all-labels column is about
 60 % of the full protocol.)
