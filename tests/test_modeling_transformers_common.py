@@ -1,6 +1,6 @@
 """transformers' own common model tests (`ModelTesterMixin`) run against the A2MIM classes, one tester per family.
 
-The mixin comes from the `tests/` folder of the transformers sdist of the installed version, which `make install`
+The mixin comes from the `tests/` folder of the transformers sdist of the installed version, which `make test`
 unpacks (as the package `transformers_tests`) into `.cache/transformers-tests/<version>/`; nothing of it lives in
 this repository. Without that folder these tests skip and say how to get it. The sdist does not ship the two modules
 `test_modeling_common` imports its export and generation mixins from (`tests/exporters`, `tests/generation`); neither
@@ -27,8 +27,8 @@ TRANSFORMERS_TESTS = Path(__file__).resolve().parents[1] / ".cache" / "transform
 
 if not (TRANSFORMERS_TESTS / "transformers_tests" / "test_modeling_common.py").is_file():
     pytest.skip(
-        f"transformers' common model tests are not unpacked in {TRANSFORMERS_TESTS}; run `make install` (it fetches "
-        f"the transformers=={transformers.__version__} sdist with pip download) to run them.",
+        f"transformers' common model tests are not unpacked in {TRANSFORMERS_TESTS}; run `make transformers-tests` (it "
+        f"fetches the transformers=={transformers.__version__} sdist with pip download) to run them.",
         allow_module_level=True,
     )
 pytest.importorskip(
