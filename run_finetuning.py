@@ -2,7 +2,8 @@
 """Fine-tune (or evaluate) an A2MIM encoder for image classification with the seed papers' recipes.
 
 The result is a stock `BeitForImageClassification` / `ViTForImageClassification` / `ResNetForImageClassification` /
-`ConvNextForImageClassification` with its labels and image processor, usable by `pipeline("image-classification")` without this package.
+`ConvNextForImageClassification` with its labels and image processor, usable by `pipeline("image-classification")`
+without this package.
 
     python run_finetuning.py --model_name_or_path ./a2mim-vit --recipe beit-ft --output_dir ./vit-ft \
         --do_train --do_eval --per_device_train_batch_size 128

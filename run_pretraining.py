@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""A2MIM pretraining of a ViT, a ResNet or a ConvNeXt with masked image modeling (Li et al., ICML 2023) on any image dataset.
+"""A2MIM pretraining of a ViT, a ResNet or a ConvNeXt with masked image modeling (Li et al., ICML 2023) on any image
+dataset.
 
     python run_pretraining.py --output_dir outputs/demo --model_preset vit-micro --max_steps 300 --use_cpu
 

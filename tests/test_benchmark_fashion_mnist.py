@@ -1,6 +1,5 @@
 """The Fashion-MNIST benchmark's pieces that need no training: data export, SimMIM mask adapter, result aggregation."""
 
-import dataclasses
 import gzip
 import sys
 import json

@@ -74,7 +74,9 @@ class RecipeArguments:
         default=None, metadata={"help": "Smallest area fraction of RandomResizedCrop (0.08 in the recipes)."}
     )
     layer_decay: float | None = field(default=None, metadata={"help": "Layer-wise lr decay (1 disables)."})
-    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (BEiT and ConvNeXt encoders; ViT and ResNet have none)."})
+    drop_path_rate: float | None = field(
+        default=None, metadata={"help": "Stochastic depth (BEiT and ConvNeXt encoders; ViT and ResNet have none)."}
+    )
     ema_decay: float | None = field(
         default=None, metadata={"help": "EMA of the weights, which becomes the saved result (0 disables)."}
     )
