@@ -48,11 +48,23 @@ def verdict(candidate: Summary, reference: Summary) -> str:
     "too few seeds" when either side has fewer than 2 (no spread to compare the difference with)."""
     if min(candidate.n, reference.n) < 2:
         return "too few seeds"
-    difference = candidate.mean - reference.mean
     standard_error = math.sqrt(candidate.std**2 / candidate.n + reference.std**2 / reference.n)
+    return _verdict_beyond(candidate.mean - reference.mean, standard_error)
+
+
+def _verdict_beyond(difference: float, standard_error: float) -> str:
     if abs(difference) > 2 * standard_error and difference != 0:
         return "better" if difference > 0 else "worse"
     return "no clear difference"
+
+
+def curve_verdict(longer: Summary, chosen: Summary) -> str:
+    """`verdict` of a longer fine-tuning budget against the chosen one. A point of one seed (a protocol's
+    `convergence_seeds`) borrows the chosen budget's seed spread: the standard error of one run minus the mean of
+    n runs is std * sqrt(1 + 1/n)."""
+    if longer.n == 1 and chosen.n >= 2:
+        return _verdict_beyond(longer.mean - chosen.mean, chosen.std * math.sqrt(1 + 1 / chosen.n))
+    return verdict(longer, chosen)
 
 
 def paired_wins(records: list[dict], candidate: str, reference: str, protocol: str) -> tuple[int, int]:
@@ -226,8 +238,9 @@ def convergence_curves(records: list[dict]) -> dict[tuple[str, str], dict[int, S
 
 def convergence_verdicts(curves, chosen: dict[str, int]) -> list[dict]:
     """Is the benchmark's fine-tuning budget `chosen[protocol]` (epochs) converged? For each curve, the budget is
-    converged when no longer budget on the curve is `better` (the verdict over seeds); `gain` is the best longer
-    budget's mean minus the chosen budget's (None when the curve has no longer budget or misses the chosen one)."""
+    converged when no longer budget on the curve is `better` (`curve_verdict`); `gain` is the best longer budget's
+    mean minus the chosen budget's (None when the curve has no longer budget or misses the chosen one); `converged`
+    is None when that cannot be judged (no longer budget, or too few seeds)."""
     rows = []
     for (method, protocol), curve in curves.items():
         epochs = chosen.get(protocol)
@@ -237,6 +250,7 @@ def convergence_verdicts(curves, chosen: dict[str, int]) -> list[dict]:
             rows.append({"method": method, "protocol": protocol, "epochs": epochs, "gain": None, "converged": None})
             continue
         best = max(longer, key=lambda e: longer[e].mean)
+        verdicts = [curve_verdict(s, at) for s in longer.values()]
         rows.append({
             "method": method,
             "protocol": protocol,
@@ -244,7 +258,7 @@ def convergence_verdicts(curves, chosen: dict[str, int]) -> list[dict]:
             "accuracy": at.mean,
             "best_longer_epochs": best,
             "gain": longer[best].mean - at.mean,
-            "converged": not any(verdict(s, at) == "better" for s in longer.values()),
+            "converged": None if "too few seeds" in verdicts else "better" not in verdicts,
         })
     return rows
 
@@ -252,10 +266,12 @@ def convergence_verdicts(curves, chosen: dict[str, int]) -> list[dict]:
 def convergence_sentence(row: dict) -> str:
     """One line of the report per curve: the chosen budget, what a longer one adds, and the conclusion."""
     where = f"- {row['method']}, {row['protocol']}"
-    if row["converged"] is None:
+    if row["gain"] is None:
         return f"{where}: the curve lacks {row['epochs']} epochs or any longer budget; convergence not shown."
     gain = (f"{row['epochs']} epochs reach {row['accuracy']:.1f} %; the best longer budget "
             f"({row['best_longer_epochs']} epochs) adds {row['gain']:+.1f} points")
+    if row["converged"] is None:
+        return f"{where}: {gain}, but too few seeds have finished to compare that with the seed spread."
     if row["converged"]:
         return f"{where}: {gain}, within the seed spread: converged."
     return f"{where}: {gain}, beyond the seed spread: NOT converged; raise this protocol's epochs."

@@ -169,6 +169,19 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
     assert table.splitlines()[0] == "| Method | Protocol | 1 ep | 5 ep | 10 ep | 40 ep | 80 ep |"
     assert "| ViT random init | 100 labels/class | — | — | 61.0 ± 1.0 | **75.0 ± 1.0** | 75.5 ± 1.0 |" in table
     assert markdown_convergence({}, chosen) == "(No run of the curve has finished yet.)"
+
+    # A point of one seed borrows the chosen budget's spread; a chosen budget of one seed cannot be judged.
+    one_seed = (curve("ViT random init", "all labels", {5: [0.80, 0.81, 0.82]})
+                + curve("ViT random init", "all labels", {10: [0.822]})
+                + curve("ResNet random init", "all labels", {5: [0.80, 0.81, 0.82]})
+                + curve("ResNet random init", "all labels", {10: [0.84]})
+                + curve("ConvNeXt random init", "all labels", {5: [0.80]})
+                + curve("ConvNeXt random init", "all labels", {10: [0.84]}))
+    rows = convergence_verdicts(convergence_curves(one_seed), {"all labels": 5})
+    assert [row["converged"] for row in rows] == [True, False, None]  # 1.2 < 2 * 1.15 < 3.0 points
+    assert convergence_sentence(rows[2]) == (
+        "- ConvNeXt random init, all labels: 5 epochs reach 80.0 %; the best longer budget (10 epochs) adds +4.0 "
+        "points, but too few seeds have finished to compare that with the seed spread.")
     plot_convergence(curves, chosen, tmp_path / "curve.png", "title")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -286,21 +299,21 @@ def test_rows_comparisons_and_budget_pairs_follow_from_the_methods():
     rows = table_rows(METHODS, BUDGETS["full"])
     assert [r.name for r in rows if r.method.family == "vit"] == [
         "ViT random init", "ViT SimMIM", "ViT A2MIM", "ViT A2MIM w/o freq loss", "ViT A2MIM w/o mean fill",
-        "ViT SimMIM (6 ep)", "ViT A2MIM (6 ep)"]
-    assert {r.name: r.epochs for r in rows}["ViT A2MIM (6 ep)"] == 6
+        "ViT SimMIM (3 ep)", "ViT A2MIM (3 ep)"]
+    assert {r.name: r.epochs for r in rows}["ViT A2MIM (3 ep)"] == 3
     assert len([r for r in rows if r.method.family == "resnet"]) == 6
     assert [r.name for r in rows if r.method.family == "convnext"] == [
         "ConvNeXt random init", "ConvNeXt SimMIM-style", "ConvNeXt A2MIM"]
     pairs = comparison_pairs(rows)
     assert pairs[:3] == [("ViT A2MIM", "ViT SimMIM"), ("ViT A2MIM", "ViT random init"),
                          ("ViT SimMIM", "ViT random init")]
-    assert ("ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)") in pairs and ("ViT A2MIM w/o freq loss", "ViT A2MIM") in pairs
+    assert ("ViT A2MIM (3 ep)", "ViT SimMIM (3 ep)") in pairs and ("ViT A2MIM w/o freq loss", "ViT A2MIM") in pairs
     assert ("ResNet A2MIM", "ResNet SimMIM-style") in pairs and ("ResNet SimMIM-style", "ResNet random init") in pairs
     assert [p for p in pairs if p[1] == "ResNet A2MIM"] == [
         ("ResNet A2MIM, token at stem", "ResNet A2MIM"), ("ResNet A2MIM w/o mean fill", "ResNet A2MIM"),
         ("ResNet A2MIM w/o freq loss", "ResNet A2MIM")]
     assert ("ConvNeXt A2MIM", "ConvNeXt SimMIM-style") in pairs and ("ConvNeXt A2MIM", "ConvNeXt random init") in pairs
-    assert budget_pairs(rows) == [(2, "ViT A2MIM", "ViT SimMIM"), (6, "ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)")]
+    assert budget_pairs(rows) == [(1, "ViT A2MIM", "ViT SimMIM"), (3, "ViT A2MIM (3 ep)", "ViT SimMIM (3 ep)")]
     assert [r.name for r in table_rows(METHODS, BUDGETS["quick"])][5:7] == ["ResNet random init", "ResNet SimMIM-style"]
 
 
@@ -322,13 +335,14 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     rows = table_rows(METHODS, budget)
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     plan = plan_runs(rows, budget.protocols, budget, data, tmp_path)
-    assert len(plan.pretraining) == 13 * 3 and len(plan.evaluations) == 16 * 3 * 3  # (rows) x protocols x seeds
+    # 16 rows x (100/class, probe) + the 9 main rows x all labels, 3 seeds each
+    assert len(plan.pretraining) == 13 * 3 and len(plan.evaluations) == (16 + 16 + 9) * 3
     assert len({run.key for run in plan.runs}) == len({run.output_dir for run in plan.runs}) == len(plan.runs)
     pretraining = {run.key: run for run in plan.pretraining}
-    a2mim_long = pretraining["pretrain ViT A2MIM (6 ep) seed 2"]
-    assert (_flag(a2mim_long.command, "--max_steps"), _flag(a2mim_long.command, "--seed")) == ("2812", "2")
+    a2mim_long = pretraining["pretrain ViT A2MIM (3 ep) seed 2"]
+    assert (_flag(a2mim_long.command, "--max_steps"), _flag(a2mim_long.command, "--seed")) == ("1406", "2")
     assert _flag(a2mim_long.command, "--model_name_or_path") == str(encoder_dir("vit", 2, tmp_path))
-    assert _flag(pretraining["pretrain ViT SimMIM seed 0"].command, "--max_steps") == "938"
+    assert _flag(pretraining["pretrain ViT SimMIM seed 0"].command, "--max_steps") == "469"
     simmim_cnn = pretraining["pretrain ResNet SimMIM-style seed 1"].command
     assert simmim_cnn[1] == "run_pretraining.py" and _flag(simmim_cnn, "--model_preset") == "resnet-micro"
     assert _flag(simmim_cnn, "--config_overrides") == (
@@ -337,21 +351,42 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     assert pretraining["pretrain ViT SimMIM seed 0"].command[1] == "benchmarks/simmim_pretraining.py"
 
     evaluations = {run.key: run for run in plan.evaluations}
-    finetune = evaluations["100 labels/class 40 ep ViT A2MIM (6 ep) seed 2"]
+    finetune = evaluations["100 labels/class 40 ep ViT A2MIM (3 ep) seed 2"]
     assert _flag(finetune.command, "--model_name_or_path") == str(a2mim_long.output_dir / "checkpoint")
     assert plan.after[finetune.key] == a2mim_long.key and finetune.record == {
-        "method": "ViT A2MIM (6 ep)", "seed": 2, "epochs": 40}
+        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 40}
     assert [_flag(finetune.command, f) for f in ("--seed", "--learning_rate", "--min_crop_scale")] == ["2", "0.0005",
                                                                                                         "1.0"]
     assert a2mim_long.invalidates in finetune.output_dir.parents  # a new pretraining drops its evaluations
     random_init = evaluations["all labels 5 ep ResNet random init seed 1"]
     assert _flag(random_init.command, "--model_name_or_path") == str(encoder_dir("resnet", 1, tmp_path))
     assert random_init.key not in plan.after
+    all_labels = {run.record["method"] for run in plan.evaluations if run.key.startswith("all labels")}
+    assert all_labels == {f"{family} {role}" for family in ("ViT", "ResNet", "ConvNeXt")
+                          for role in ("random init", "A2MIM")} | {"ViT SimMIM", "ResNet SimMIM-style",
+                                                                    "ConvNeXt SimMIM-style"}
 
-    # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run.
+    # Start order: a group's pretraining before its evaluations, every run after the one it waits for; the main rows'
+    # cheap columns first, then the ablations, the longer budget, and the costly all-labels column last.
+    position = {run.key: index for index, run in enumerate(plan.runs)}
+    assert all(position[before] < position[key] for key, before in plan.after.items())
+    first = {group: min(position[run.key] for run in plan.runs if run.record["method"].startswith(group)
+                        and (run.key.startswith("pretrain") or not run.key.startswith("all labels")))
+             for group in ("ViT A2MIM w/o", "ViT A2MIM (3 ep)")}
+    last_main = max(position[run.key] for run in plan.evaluations
+                    if run.record["method"] == "ConvNeXt A2MIM" and not run.key.startswith("all labels"))
+    first_all_labels = min(position[run.key] for run in plan.evaluations if run.key.startswith("all labels"))
+    assert last_main < first["ViT A2MIM w/o"] < first["ViT A2MIM (3 ep)"] < first_all_labels
+    assert [run.key for run in plan.examples] == ["100 labels/class 40 ep ViT random init seed 0",
+                                                  "100/class probe ViT random init seed 0",
+                                                  "all labels 5 ep ViT random init seed 0"]
+
+    # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run. Away
+    # from its budget, the all-labels curve runs seed 0 only.
     random_rows = [r for r in rows if r.epochs is None]
     curve = plan_runs(random_rows, convergence_protocols(budget), budget, data, tmp_path)
-    assert len(curve.evaluations) == 3 * (4 + 4) * 3 and not curve.pretraining
+    assert len(curve.evaluations) == 3 * (4 * 3 + (3 + 3 * 1)) and not curve.pretraining
+    assert sorted(r.record["seed"] for r in curve.evaluations if r.key.startswith("all labels 10 ep")) == [0, 0, 0]
     same = {run.key: run for run in curve.evaluations}[random_init.key]
     assert (same.command, same.output_dir) == (random_init.command, random_init.output_dir)
 
