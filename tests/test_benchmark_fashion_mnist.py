@@ -351,10 +351,10 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     assert pretraining["pretrain ViT SimMIM seed 0"].command[1] == "benchmarks/simmim_pretraining.py"
 
     evaluations = {run.key: run for run in plan.evaluations}
-    finetune = evaluations["100 labels/class 40 ep ViT A2MIM (3 ep) seed 2"]
+    finetune = evaluations["100 labels/class 80 ep ViT A2MIM (3 ep) seed 2"]
     assert _flag(finetune.command, "--model_name_or_path") == str(a2mim_long.output_dir / "checkpoint")
     assert plan.after[finetune.key] == a2mim_long.key and finetune.record == {
-        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 40}
+        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 80}
     assert [_flag(finetune.command, f) for f in ("--seed", "--learning_rate", "--min_crop_scale")] == ["2", "0.0005",
                                                                                                         "1.0"]
     assert a2mim_long.invalidates in finetune.output_dir.parents  # a new pretraining drops its evaluations
@@ -377,7 +377,7 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
                     if run.record["method"] == "ConvNeXt A2MIM" and not run.key.startswith("all labels"))
     first_all_labels = min(position[run.key] for run in plan.evaluations if run.key.startswith("all labels"))
     assert last_main < first["ViT A2MIM w/o"] < first["ViT A2MIM (3 ep)"] < first_all_labels
-    assert [run.key for run in plan.examples] == ["100 labels/class 40 ep ViT random init seed 0",
+    assert [run.key for run in plan.examples] == ["100 labels/class 80 ep ViT random init seed 0",
                                                   "100/class probe ViT random init seed 0",
                                                   "all labels 5 ep ViT random init seed 0"]
 
@@ -385,7 +385,7 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     # from its budget, the all-labels curve runs seed 0 only.
     random_rows = [r for r in rows if r.epochs is None]
     curve = plan_runs(random_rows, convergence_protocols(budget), budget, data, tmp_path)
-    assert len(curve.evaluations) == 3 * (4 * 3 + (3 + 3 * 1)) and not curve.pretraining
+    assert len(curve.evaluations) == 3 * (5 * 3 + (3 + 3 * 1)) and not curve.pretraining
     assert sorted(r.record["seed"] for r in curve.evaluations if r.key.startswith("all labels 10 ep")) == [0, 0, 0]
     same = {run.key: run for run in curve.evaluations}[random_init.key]
     assert (same.command, same.output_dir) == (random_init.command, random_init.output_dir)
