@@ -236,14 +236,14 @@ def convergence_curves(records: list[dict]) -> dict[tuple[str, str], dict[int, S
     return {key: {e: Summary.of(curve[e]) for e in sorted(curve)} for key, curve in grouped.items()}
 
 
-def convergence_verdicts(curves, chosen: dict[str, int]) -> list[dict]:
-    """Is the benchmark's fine-tuning budget `chosen[protocol]` (epochs) converged? For each curve, the budget is
+def convergence_verdicts(curves, chosen: dict[tuple[str, str], int]) -> list[dict]:
+    """Is the benchmark's fine-tuning budget `chosen[method, protocol]` (epochs) converged? For each curve, the budget is
     converged when no longer budget on the curve is `better` (`curve_verdict`); `gain` is the best longer budget's
     mean minus the chosen budget's (None when the curve has no longer budget or misses the chosen one); `converged`
     is None when that cannot be judged (no longer budget, or too few seeds)."""
     rows = []
     for (method, protocol), curve in curves.items():
-        epochs = chosen.get(protocol)
+        epochs = chosen.get((method, protocol))
         at = curve.get(epochs)
         longer = {e: s for e, s in curve.items() if epochs is not None and e > epochs}
         if at is None or not longer:
@@ -277,7 +277,7 @@ def convergence_sentence(row: dict) -> str:
     return f"{where}: {gain}, beyond the seed spread: NOT converged; raise this protocol's epochs."
 
 
-def markdown_convergence(curves, chosen: dict[str, int], expected_n: int = 1) -> str:
+def markdown_convergence(curves, chosen: dict[tuple[str, str], int], expected_n: int = 1) -> str:
     """Curves as rows, fine-tuning epochs as columns (`mean ± std`), the benchmark's budget in bold."""
     epochs = sorted({e for curve in curves.values() for e in curve})
     if not epochs:
@@ -288,12 +288,12 @@ def markdown_convergence(curves, chosen: dict[str, int], expected_n: int = 1) ->
         cells = []
         for e in epochs:
             cell = curve[e].cell(expected_n) if e in curve else "—"
-            cells.append(f"**{cell}**" if e in curve and e == chosen.get(protocol) else cell)
+            cells.append(f"**{cell}**" if e in curve and e == chosen.get((method, protocol)) else cell)
         lines.append(f"| {method} | {protocol} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot_convergence(curves, chosen: dict[str, int], path: Path, title: str) -> None:
+def plot_convergence(curves, chosen: dict[tuple[str, str], int], path: Path, title: str) -> None:
     """Test top-1 against fine-tuning epochs (log scale), one line per curve; the chosen budget is a hollow marker."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
@@ -301,9 +301,9 @@ def plot_convergence(curves, chosen: dict[str, int], path: Path, title: str) -> 
         xs = list(curve)
         axis.errorbar(xs, [s.mean for s in curve.values()], [s.std for s in curve.values()], marker="o", capsize=2,
                       color=f"C{index}", label=f"{method}, {protocol}")
-        if chosen.get(protocol) in curve:
-            at = curve[chosen[protocol]]
-            axis.plot([chosen[protocol]], [at.mean], "o", markersize=12, fillstyle="none", color=f"C{index}")
+        if chosen.get((method, protocol)) in curve:
+            epochs = chosen[method, protocol]
+            axis.plot([epochs], [curve[epochs].mean], "o", markersize=12, fillstyle="none", color=f"C{index}")
     axis.set_xscale("log")
     axis.set_xlabel("fine-tuning epochs (hollow ring: the benchmark's budget)")
     axis.set_ylabel("test top-1 (%), mean ± std over seeds")

@@ -154,7 +154,8 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
                      {10: [0.60, 0.61, 0.62], 40: [0.74, 0.75, 0.76], 80: [0.745, 0.755, 0.765]})
                + curve("ViT random init", "all labels", {1: [0.70, 0.71, 0.72], 5: [0.80, 0.80, 0.81]})
                + curve("ResNet random init", "all labels", {1: [0.85, 0.86, 0.87]}))
-    chosen = {"100 labels/class": 40, "all labels": 1}
+    chosen = {("ViT random init", "100 labels/class"): 40, ("ViT random init", "all labels"): 1,
+              ("ResNet random init", "all labels"): 1}
     curves = convergence_curves(records)
     assert list(curves["ViT random init", "100 labels/class"]) == [10, 40, 80]
     sentences = [convergence_sentence(row) for row in convergence_verdicts(curves, chosen)]
@@ -177,7 +178,8 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
                 + curve("ResNet random init", "all labels", {10: [0.84]})
                 + curve("ConvNeXt random init", "all labels", {5: [0.80]})
                 + curve("ConvNeXt random init", "all labels", {10: [0.84]}))
-    rows = convergence_verdicts(convergence_curves(one_seed), {"all labels": 5})
+    rows = convergence_verdicts(convergence_curves(one_seed), {(f"{family} random init", "all labels"): 5
+                                                               for family in ("ViT", "ResNet", "ConvNeXt")})
     assert [row["converged"] for row in rows] == [True, False, None]  # 1.2 < 2 * 1.15 < 3.0 points
     assert convergence_sentence(rows[2]) == (
         "- ConvNeXt random init, all labels: 5 epochs reach 80.0 %; the best longer budget (10 epochs) adds +4.0 "
@@ -351,10 +353,10 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     assert pretraining["pretrain ViT SimMIM seed 0"].command[1] == "benchmarks/simmim_pretraining.py"
 
     evaluations = {run.key: run for run in plan.evaluations}
-    finetune = evaluations["100 labels/class 80 ep ViT A2MIM (3 ep) seed 2"]
+    finetune = evaluations["100 labels/class 160 ep ViT A2MIM (3 ep) seed 2"]
     assert _flag(finetune.command, "--model_name_or_path") == str(a2mim_long.output_dir / "checkpoint")
     assert plan.after[finetune.key] == a2mim_long.key and finetune.record == {
-        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 80}
+        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 160}
     assert [_flag(finetune.command, f) for f in ("--seed", "--learning_rate", "--min_crop_scale")] == ["2", "0.0005",
                                                                                                         "1.0"]
     assert a2mim_long.invalidates in finetune.output_dir.parents  # a new pretraining drops its evaluations
@@ -367,25 +369,31 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
                                                                     "ConvNeXt SimMIM-style"}
 
     # Start order: a group's pretraining before its evaluations, every run after the one it waits for; the main rows'
-    # cheap columns first, then the ablations, the longer budget, and the costly all-labels column last.
+    # cheap columns first (the CNNs before the costlier ViT), then the ablations, the longer budget, and the costly
+    # all-labels column last.
     position = {run.key: index for index, run in enumerate(plan.runs)}
     assert all(position[before] < position[key] for key, before in plan.after.items())
-    first = {group: min(position[run.key] for run in plan.runs if run.record["method"].startswith(group)
-                        and (run.key.startswith("pretrain") or not run.key.startswith("all labels")))
-             for group in ("ViT A2MIM w/o", "ViT A2MIM (3 ep)")}
-    last_main = max(position[run.key] for run in plan.evaluations
-                    if run.record["method"] == "ConvNeXt A2MIM" and not run.key.startswith("all labels"))
+
+    def cheap(method):
+        return [position[run.key] for run in plan.runs
+                if run.record["method"] == method and not run.key.startswith("all labels")]
+
+    assert max(cheap("ConvNeXt A2MIM")) < position["pretrain ViT SimMIM seed 0"]
+    assert max(cheap("ViT A2MIM")) < min(cheap("ResNet A2MIM w/o freq loss")) < min(cheap("ViT A2MIM w/o freq loss"))
     first_all_labels = min(position[run.key] for run in plan.evaluations if run.key.startswith("all labels"))
-    assert last_main < first["ViT A2MIM w/o"] < first["ViT A2MIM (3 ep)"] < first_all_labels
-    assert [run.key for run in plan.examples] == ["100 labels/class 80 ep ViT random init seed 0",
-                                                  "100/class probe ViT random init seed 0",
-                                                  "all labels 5 ep ViT random init seed 0"]
+    assert max(cheap("ViT A2MIM w/o freq loss")) < min(cheap("ViT A2MIM (3 ep)")) < first_all_labels
+    assert [run.key for run in plan.examples] == ["100 labels/class 40 ep ResNet random init seed 0",
+                                                  "100/class probe ResNet random init seed 0",
+                                                  "all labels 5 ep ResNet random init seed 0"]
 
     # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run. Away
     # from its budget, the all-labels curve runs seed 0 only.
     random_rows = [r for r in rows if r.epochs is None]
-    curve = plan_runs(random_rows, convergence_protocols(budget), budget, data, tmp_path)
-    assert len(curve.evaluations) == 3 * (5 * 3 + (3 + 3 * 1)) and not curve.pretraining
+    families = ["vit", "resnet", "convnext"]
+    curve = plan_runs(random_rows, convergence_protocols(budget, families), budget, data, tmp_path)
+    # 100 labels/class: the ViT (160 epochs) at 10-320, the CNNs (40 epochs) at 10-80; all labels (5 epochs) at 1-10
+    assert len(curve.evaluations) == 6 * 3 + 2 * 4 * 3 + 3 * (3 + 3 * 1) and not curve.pretraining
+    assert _flag(evaluations["100 labels/class 40 ep ResNet A2MIM seed 0"].command, "--num_train_epochs") == "40"
     assert sorted(r.record["seed"] for r in curve.evaluations if r.key.startswith("all labels 10 ep")) == [0, 0, 0]
     same = {run.key: run for run in curve.evaluations}[random_init.key]
     assert (same.command, same.output_dir) == (random_init.command, random_init.output_dir)
@@ -420,7 +428,7 @@ def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_see
     data = bench.export_fashion_mnist(tmp_path / "cache" / "data", 20, 2)
     rows = bench.table_rows(bench.METHODS[:3], budget)
     run_dir = tmp_path / "cache" / "full"
-    curve = bench.plan_runs(rows[:1], bench.convergence_protocols(budget), budget, data, run_dir)
+    curve = bench.plan_runs(rows[:1], bench.convergence_protocols(budget, ["vit"]), budget, data, run_dir)
     _finish_as_cached(curve.runs, lambda run: 0.70 + 0.05 * (run.record["epochs"] == 40) + 0.01 * run.record["seed"])
     bench.main(["--convergence", *flags])
     convergence = (tmp_path / "results" / "fashion_mnist_convergence.md").read_text()
