@@ -676,11 +676,13 @@ def missing_lines(missing: list[str], planned: int) -> list[str]:
 
 def finetuning_line(budget: Budget) -> str:
     """The report line that states the fine-tuning recipe and each protocol's budget."""
+    crop = ("resize + flip, no crop" if budget.finetune_min_crop_scale == 1.0 else
+            f"RandomResizedCrop (scale {budget.finetune_min_crop_scale}-1) + flip")
     return (f"- Fine-tuning (`run_finetuning.py`, no `--recipe`: AdamW + cosine): end to end, lr "
-            f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, "
-            f"RandomResizedCrop (scale {budget.finetune_min_crop_scale}-1) + flip, the same for every method; "
-            + "; ".join(f"{p.name}: {p.epochs} epoch(s)"
-                        + "".join(f", {family} {epochs}" for family, epochs in p.family_epochs.items())
+            f"{budget.finetune_learning_rate}, wd 0.05, 10% warmup, batch {budget.finetune_batch_size}, {crop}, the "
+            "same for every method of a family; "
+            + "; ".join(f"{p.name}: {p.epochs} epochs"
+                        + "".join(f" ({family} rows: {epochs})" for family, epochs in p.family_epochs.items())
                         + (" (random init, SimMIM and A2MIM at the first pretraining budget only)"
                            if p.main_rows_only else "")
                         for p in budget.protocols if not p.probe)
