@@ -157,7 +157,7 @@ def markdown_budget_table(summaries, comparisons: list[dict], budget_pairs: list
             lines.append(f"| {epochs:g} | {protocol} | {candidate}: {summaries[candidate][protocol]} | "
                          f"{reference}: {summaries[reference][protocol]} | {row['difference']:+.1f} | "
                          f"{row['verdict']} |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else "(No pair has finished at any pretraining budget yet.)"
 
 
 def _pyplot():

@@ -142,6 +142,7 @@ def test_budget_table_lists_the_headline_pair_per_pretraining_budget(tmp_path):
         "| 2 | p | A: 72.0 ± 2.0 | S: 70.0 ± 0.0 | +2.0 | no clear difference |",
         "| 6 | p | A (6 ep): 81.0 ± 1.0 | S (6 ep): 71.0 ± 1.0 | +10.0 | better |",
     ]
+    assert markdown_budget_table(summaries, [], pairs, ["p"]) == "(No pair has finished at any pretraining budget yet.)"
     plot(summaries, ["A", "S", "A (6 ep)", "S (6 ep)"], ["p"], tmp_path / "plot.png", "title", pairs)
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
