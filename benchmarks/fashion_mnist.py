@@ -1,9 +1,9 @@
 """Does A2MIM pretraining pay off on real data? Fashion-MNIST, against no pretraining and SimMIM, on a ViT, a ResNet
 and a ConvNeXt.
 
-    python benchmarks/fashion_mnist.py --convergence  # once: the random-init fine-tuning curve, ~2.5 h on 2 cores
-    python benchmarks/fashion_mnist.py                # the full protocol, ~6.5 h on 2 CPU cores (resumable)
-    python benchmarks/fashion_mnist.py --quick        # a smoke version: 2 seeds, short budgets, ~25 min
+    python benchmarks/fashion_mnist.py --convergence  # once: the random-init fine-tuning curve, ~3.5 h on 2 cores
+    python benchmarks/fashion_mnist.py                # the full protocol, ~7 h on 2 CPU cores (resumable)
+    python benchmarks/fashion_mnist.py --quick        # a smoke version: 2 seeds, short budgets, ~26 min
 
 (Runtimes estimated from measured throughput on 2 cores: the tiny ViT fine-tunes at ~230 and pretrains at ~170
 images/s per core, the CNNs are about 3x faster; the all-labels column is about 40 % of the full protocol. The two
@@ -222,8 +222,8 @@ class Budget:
 # The fine-tuning budget of full mode comes from `--convergence` (fashion_mnist_convergence.md). Issue 12's evidence
 # (run_finetuning.py from a random tiny ViT with 100 labels/class: 74.7 % after 40 epochs at lr 5e-4, wd 0.05, 10 %
 # warmup, no crop; 51 % after the old 20 epochs at lr 1e-3 with crops) set the first guess of 40 epochs. The curve
-# showed the CNNs converged there (80 and 160 epochs add nothing) but not the ViT (71.8 % at 40, 74.1 % at 80, about
-# 75.5 % at 160, each step beyond the seed spread; batch 16 instead of 64, seed 0, reached 72.9 % at 40 and 75.2 % at
+# showed the CNNs converged there (80 epochs add nothing) but not the ViT (71.8 % at 40, 74.1 % at 80, about
+# 75.4 % at 160, each step beyond the seed spread; batch 16 instead of 64, seed 0, reached 72.9 % at 40 and 75.2 % at
 # 80 epochs: fewer epochs, no plateau either): so 100 labels/class fine-tune the ViT rows 160 epochs, the CNN rows 40
 # (each family's methods alike), and the ViT curve goes on to 320. All labels get 5 epochs (the old single epoch was not converged either); the curve
 # tries 1-10. If a longer budget on a curve still gains beyond the seed spread, raise that family's budget.
