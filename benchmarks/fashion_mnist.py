@@ -225,8 +225,8 @@ class Budget:
 # showed the CNNs converged there (80 epochs add nothing) but not the ViT (71.8 % at 40, 74.1 % at 80, about
 # 75.4 % at 160, each step beyond the seed spread; batch 16 instead of 64, seed 0, reached 72.9 % at 40 and 75.2 % at
 # 80 epochs: fewer epochs, no plateau either): so 100 labels/class fine-tune the ViT rows 160 epochs, the CNN rows 40
-# (each family's methods alike), and the ViT curve goes on to 320. All labels get 5 epochs (the old single epoch was not converged either); the curve
-# tries 1-10. If a longer budget on a curve still gains beyond the seed spread, raise that family's budget.
+# (each family's methods alike), and the ViT curve goes on to 320. All labels get 5 epochs (the old single epoch was
+# not converged either); the curve tries 1-10. If a longer budget on a curve still gains beyond the seed spread, raise that family's budget.
 # What the full run costs on 2 cores decides the rest. The all-labels column is 5 passes over 60,000 images per run
 # (22 min for the ViT): it fine-tunes the rows that answer the paper's question (random init, SimMIM, A2MIM at the
 # first budget), not the ablations or the longer budget, and its curve away from 5 epochs is one seed. Pretraining
@@ -419,7 +419,7 @@ def slug(text: str) -> str:
 
 def encoder_dir(family: str, seed: int, run_dir: Path) -> Path:
     """The untrained encoder every method of `family` starts from at pretraining seed `seed` (its random-init row)."""
-    return run_dir / f"seed{seed}" / "init" / family / "encoder"
+    return seed_dir(seed, run_dir) / "init" / family / "encoder"
 
 
 def write_initial_encoders(methods: list[Method], seeds, run_dir: Path) -> None:
@@ -572,7 +572,7 @@ def plan_runs(rows: list[Row], protocols, budget: Budget, data: dict[str, Path],
     its evaluations (random init first, the others in the order their pretraining started)."""
     groups: dict[tuple[bool, int, bool], list[tuple[Protocol, Row]]] = {}
     for protocol in protocols:
-        for row in sorted(rows, key=lambda r: r.epochs is not None):
+        for row in rows:
             if protocol.families is not None and row.method.family not in protocol.families:
                 continue
             if is_main_row(row, budget) or not protocol.main_rows_only:
