@@ -453,6 +453,21 @@ def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_see
     assert saved["budget_pairs"] == [[2, "ViT A2MIM", "ViT SimMIM"], [6, "ViT A2MIM (6 ep)", "ViT SimMIM (6 ep)"]]
 
 
+def test_quick_mode_reports_to_its_own_folder_and_never_overwrites_the_full_results(fake_fashion_mnist, tmp_path,
+                                                                                   monkeypatch):
+    import benchmarks.fashion_mnist as bench
+
+    quick = bench.Budget("quick", pretrain_images=20, pretrain_epochs=(1,), pretrain_batch_size=10,
+                         protocols=(bench.Protocol("100 labels/class", 100, epochs=2),), test_per_class=2, seeds=(0,))
+    monkeypatch.setitem(bench.BUDGETS, "quick", quick)
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
+    bench.main(["--quick", "--cached_only", "--methods", "vit-random-init", "--cache_dir", str(tmp_path / "cache")])
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["quick"]
+    assert sorted(p.name for p in (tmp_path / "results" / "quick").iterdir()) == [
+        "fashion_mnist.json", "fashion_mnist.md", "fashion_mnist.png"]
+    assert "**Incomplete: 1 of 1 runs have not finished" in (tmp_path / "results" / "quick" / "fashion_mnist.md").read_text()
+
+
 def test_convergence_without_a_random_init_method_is_refused_before_any_work(tmp_path):
     from benchmarks.fashion_mnist import main
 
