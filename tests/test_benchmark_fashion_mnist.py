@@ -153,19 +153,19 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
 
     records = (curve("ViT random init", "100 labels/class",
                      {10: [0.60, 0.61, 0.62], 40: [0.74, 0.75, 0.76], 80: [0.745, 0.755, 0.765]})
-               + curve("ViT random init", "all labels", {1: [0.70, 0.71, 0.72], 5: [0.80, 0.80, 0.81]})
-               + curve("ResNet random init", "all labels", {1: [0.85, 0.86, 0.87]}))
-    chosen = {("ViT random init", "100 labels/class"): 40, ("ViT random init", "all labels"): 1,
-              ("ResNet random init", "all labels"): 1}
+               + curve("ViT random init", "1000 labels/class", {1: [0.70, 0.71, 0.72], 5: [0.80, 0.80, 0.81]})
+               + curve("ResNet random init", "1000 labels/class", {1: [0.85, 0.86, 0.87]}))
+    chosen = {("ViT random init", "100 labels/class"): 40, ("ViT random init", "1000 labels/class"): 1,
+              ("ResNet random init", "1000 labels/class"): 1}
     curves = convergence_curves(records)
     assert list(curves["ViT random init", "100 labels/class"]) == [10, 40, 80]
     sentences = [convergence_sentence(row) for row in convergence_verdicts(curves, chosen)]
     assert sentences == [
         "- ViT random init, 100 labels/class: 40 epochs reach 75.0 %; the best longer budget (80 epochs) adds +0.5 "
         "points, within the seed spread: converged.",
-        "- ViT random init, all labels: 1 epochs reach 71.0 %; the best longer budget (5 epochs) adds +9.3 points, "
+        "- ViT random init, 1000 labels/class: 1 epochs reach 71.0 %; the best longer budget (5 epochs) adds +9.3 points, "
         "beyond the seed spread: NOT converged; raise this protocol's epochs.",
-        "- ResNet random init, all labels: the curve lacks 1 epochs or any longer budget; convergence not shown.",
+        "- ResNet random init, 1000 labels/class: the curve lacks 1 epochs or any longer budget; convergence not shown.",
     ]
     table = markdown_convergence(curves, chosen, expected_n=3)
     assert table.splitlines()[0] == "| Method | Protocol | 1 ep | 5 ep | 10 ep | 40 ep | 80 ep |"
@@ -173,17 +173,17 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
     assert markdown_convergence({}, chosen) == "(No run of the curve has finished yet.)"
 
     # A point of one seed borrows the chosen budget's spread; a chosen budget of one seed cannot be judged.
-    one_seed = (curve("ViT random init", "all labels", {5: [0.80, 0.81, 0.82]})
-                + curve("ViT random init", "all labels", {10: [0.822]})
-                + curve("ResNet random init", "all labels", {5: [0.80, 0.81, 0.82]})
-                + curve("ResNet random init", "all labels", {10: [0.84]})
-                + curve("ConvNeXt random init", "all labels", {5: [0.80]})
-                + curve("ConvNeXt random init", "all labels", {10: [0.84]}))
-    rows = convergence_verdicts(convergence_curves(one_seed), {(f"{family} random init", "all labels"): 5
+    one_seed = (curve("ViT random init", "1000 labels/class", {5: [0.80, 0.81, 0.82]})
+                + curve("ViT random init", "1000 labels/class", {10: [0.822]})
+                + curve("ResNet random init", "1000 labels/class", {5: [0.80, 0.81, 0.82]})
+                + curve("ResNet random init", "1000 labels/class", {10: [0.84]})
+                + curve("ConvNeXt random init", "1000 labels/class", {5: [0.80]})
+                + curve("ConvNeXt random init", "1000 labels/class", {10: [0.84]}))
+    rows = convergence_verdicts(convergence_curves(one_seed), {(f"{family} random init", "1000 labels/class"): 5
                                                                for family in ("ViT", "ResNet", "ConvNeXt")})
     assert [row["converged"] for row in rows] == [True, False, None]  # 1.2 < 2 * 1.15 < 3.0 points
     assert convergence_sentence(rows[2]) == (
-        "- ConvNeXt random init, all labels: 5 epochs reach 80.0 %; the best longer budget (10 epochs) adds +4.0 "
+        "- ConvNeXt random init, 1000 labels/class: 5 epochs reach 80.0 %; the best longer budget (10 epochs) adds +4.0 "
         "points, but too few seeds have finished to compare that with the seed spread.")
     plot_convergence(curves, chosen, tmp_path / "curve.png", "title")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -301,8 +301,7 @@ def test_rows_comparisons_and_budget_pairs_follow_from_the_methods():
 
     rows = table_rows(METHODS, BUDGETS["full"])
     assert [r.name for r in rows if r.method.family == "vit"] == [
-        "ViT random init", "ViT SimMIM", "ViT A2MIM", "ViT A2MIM w/o freq loss", "ViT A2MIM w/o mean fill",
-        "ViT SimMIM (3 ep)", "ViT A2MIM (3 ep)"]
+        "ViT random init", "ViT SimMIM", "ViT A2MIM", "ViT SimMIM (3 ep)", "ViT A2MIM (3 ep)"]
     assert {r.name: r.epochs for r in rows}["ViT A2MIM (3 ep)"] == 3
     assert len([r for r in rows if r.method.family == "resnet"]) == 6
     assert [r.name for r in rows if r.method.family == "convnext"] == [
@@ -310,14 +309,14 @@ def test_rows_comparisons_and_budget_pairs_follow_from_the_methods():
     pairs = comparison_pairs(rows)
     assert pairs[:3] == [("ViT A2MIM", "ViT SimMIM"), ("ViT A2MIM", "ViT random init"),
                          ("ViT SimMIM", "ViT random init")]
-    assert ("ViT A2MIM (3 ep)", "ViT SimMIM (3 ep)") in pairs and ("ViT A2MIM w/o freq loss", "ViT A2MIM") in pairs
+    assert ("ViT A2MIM (3 ep)", "ViT SimMIM (3 ep)") in pairs
     assert ("ResNet A2MIM", "ResNet SimMIM-style") in pairs and ("ResNet SimMIM-style", "ResNet random init") in pairs
     assert [p for p in pairs if p[1] == "ResNet A2MIM"] == [
         ("ResNet A2MIM, token at stem", "ResNet A2MIM"), ("ResNet A2MIM w/o mean fill", "ResNet A2MIM"),
         ("ResNet A2MIM w/o freq loss", "ResNet A2MIM")]
     assert ("ConvNeXt A2MIM", "ConvNeXt SimMIM-style") in pairs and ("ConvNeXt A2MIM", "ConvNeXt random init") in pairs
     assert budget_pairs(rows) == [(1, "ViT A2MIM", "ViT SimMIM"), (3, "ViT A2MIM (3 ep)", "ViT SimMIM (3 ep)")]
-    assert [r.name for r in table_rows(METHODS, BUDGETS["quick"])][5:7] == ["ResNet random init", "ResNet SimMIM-style"]
+    assert [r.name for r in table_rows(METHODS, BUDGETS["quick"])][3:5] == ["ResNet random init", "ResNet SimMIM-style"]
 
 
 def _flag(command, name):
@@ -338,8 +337,8 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     rows = table_rows(METHODS, budget)
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     plan = plan_runs(rows, budget.protocols, budget, data, tmp_path)
-    # 16 rows x (100/class, probe) + the 9 main rows x all labels, 3 seeds each
-    assert len(plan.pretraining) == 13 * 3 and len(plan.evaluations) == (16 + 16 + 9) * 3
+    # 14 rows x (100/class, probe), 3 seeds each; 11 of the rows are pretrained
+    assert len(plan.pretraining) == 11 * 3 and len(plan.evaluations) == 14 * 2 * 3
     assert len({run.key for run in plan.runs}) == len({run.output_dir for run in plan.runs}) == len(plan.runs)
     pretraining = {run.key: run for run in plan.pretraining}
     a2mim_long = pretraining["pretrain ViT A2MIM (3 ep) seed 2"]
@@ -354,48 +353,41 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
     assert pretraining["pretrain ViT SimMIM seed 0"].command[1] == "benchmarks/simmim_pretraining.py"
 
     evaluations = {run.key: run for run in plan.evaluations}
-    finetune = evaluations["100 labels/class 160 ep ViT A2MIM (3 ep) seed 2"]
+    finetune = evaluations["100 labels/class 320 ep ViT A2MIM (3 ep) seed 2"]
     assert _flag(finetune.command, "--model_name_or_path") == str(a2mim_long.output_dir / "checkpoint")
     assert plan.after[finetune.key] == a2mim_long.key and finetune.record == {
-        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 160}
+        "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 320}
     assert [_flag(finetune.command, f) for f in ("--seed", "--learning_rate", "--min_crop_scale")] == ["2", "0.0005",
                                                                                                         "1.0"]
     assert a2mim_long.invalidates in finetune.output_dir.parents  # a new pretraining drops its evaluations
-    random_init = evaluations["all labels 5 ep ResNet random init seed 1"]
-    assert _flag(random_init.command, "--model_name_or_path") == str(encoder_dir("resnet", 1, tmp_path))
+    random_init = evaluations["100 labels/class 320 ep ViT random init seed 1"]
+    assert _flag(random_init.command, "--model_name_or_path") == str(encoder_dir("vit", 1, tmp_path))
     assert random_init.key not in plan.after
-    all_labels = {run.record["method"] for run in plan.evaluations if run.key.startswith("all labels")}
-    assert all_labels == {f"{family} {role}" for family in ("ViT", "ResNet", "ConvNeXt")
-                          for role in ("random init", "A2MIM")} | {"ViT SimMIM", "ResNet SimMIM-style",
-                                                                    "ConvNeXt SimMIM-style"}
 
-    # Start order: a group's pretraining before its evaluations, every run after the one it waits for; the main rows'
-    # cheap columns first (the CNNs before the costlier ViT), then the ablations, the longer budget, and the costly
-    # all-labels column last.
+    # Start order: a group's pretraining before its evaluations, every run after the one it waits for; the main rows
+    # first (the CNNs before the costlier ViT), then the ablations, then the longer budget.
     position = {run.key: index for index, run in enumerate(plan.runs)}
     assert all(position[before] < position[key] for key, before in plan.after.items())
 
-    def cheap(method):
-        return [position[run.key] for run in plan.runs
-                if run.record["method"] == method and not run.key.startswith("all labels")]
+    def of(method):
+        return [position[run.key] for run in plan.runs if run.record["method"] == method]
 
-    assert max(cheap("ConvNeXt A2MIM")) < position["pretrain ViT SimMIM seed 0"]
-    assert max(cheap("ViT A2MIM")) < min(cheap("ResNet A2MIM w/o freq loss")) < min(cheap("ViT A2MIM w/o freq loss"))
-    first_all_labels = min(position[run.key] for run in plan.evaluations if run.key.startswith("all labels"))
-    assert max(cheap("ViT A2MIM w/o freq loss")) < min(cheap("ViT A2MIM (3 ep)")) < first_all_labels
+    assert max(of("ConvNeXt A2MIM")) < position["pretrain ViT SimMIM seed 0"]
+    assert max(of("ViT A2MIM")) < min(of("ResNet A2MIM w/o freq loss"))
+    assert max(of("ResNet A2MIM w/o freq loss")) < min(of("ViT A2MIM (3 ep)"))
     assert [run.key for run in plan.examples] == ["100 labels/class 40 ep ResNet random init seed 0",
-                                                  "100/class probe ResNet random init seed 0",
-                                                  "all labels 5 ep ResNet random init seed 0"]
+                                                  "100/class probe ResNet random init seed 0"]
 
-    # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run. Away
-    # from its budget, the all-labels curve runs seed 0 only.
+    # The convergence curve's run at the benchmark's budget is the benchmark's random-init run: one cached run. The
+    # costly 640-epoch point of the ViT runs seed 0 only.
     random_rows = [r for r in rows if r.epochs is None]
     families = ["vit", "resnet", "convnext"]
     curve = plan_runs(random_rows, convergence_protocols(budget, families), budget, data, tmp_path)
-    # 100 labels/class: the ViT (160 epochs) at 10-320, the CNNs (40 epochs) at 10-80; all labels (5 epochs) at 1-10
-    assert len(curve.evaluations) == 6 * 3 + 2 * 4 * 3 + 3 * (3 + 3 * 1) and not curve.pretraining
+    # The ViT (320 epochs) at 10-640, the CNNs (40 epochs) at 10-80
+    assert len(curve.evaluations) == 6 * 3 + 1 + 2 * 4 * 3 and not curve.pretraining
     assert _flag(evaluations["100 labels/class 40 ep ResNet A2MIM seed 0"].command, "--num_train_epochs") == "40"
-    assert sorted(r.record["seed"] for r in curve.evaluations if r.key.startswith("all labels 10 ep")) == [0, 0, 0]
+    assert [r.record["seed"] for r in curve.evaluations if r.key.startswith("100 labels/class 640 ep")] == [0]
+    assert not any(r.key.startswith("100 labels/class 160 ep ResNet") for r in curve.evaluations)
     same = {run.key: run for run in curve.evaluations}[random_init.key]
     assert (same.command, same.output_dir) == (random_init.command, random_init.output_dir)
 
