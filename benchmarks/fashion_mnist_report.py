@@ -28,7 +28,8 @@ class Summary:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
     def __str__(self) -> str:
-        return f"{self.mean:.1f} ± {self.std:.1f}"
+        """`"mean ± std"`; the mean alone for a single seed, which has no spread."""
+        return f"{self.mean:.1f} ± {self.std:.1f}" if self.n > 1 else f"{self.mean:.1f}"
 
     def cell(self, expected_n: int) -> str:
         """`str(self)`, with `(n=k)` appended when fewer than `expected_n` seeds finished."""

@@ -85,7 +85,7 @@ def test_summary_is_percent_mean_and_sample_std():
     assert summary.mean == pytest.approx(82.0) and summary.std == pytest.approx(2.0) and summary.n == 3
     assert str(summary) == "82.0 ± 2.0" and summary.cell(3) == "82.0 ± 2.0"
     assert summary.cell(4) == "82.0 ± 2.0 (n=3)"
-    assert Summary.of([0.5]).std == 0.0
+    assert Summary.of([0.5]).std == 0.0 and str(Summary.of([0.5])) == "50.0"  # one seed: no "± 0.0" spread
 
 
 def test_verdict_needs_a_difference_beyond_two_standard_errors():
@@ -457,7 +457,9 @@ def test_quick_mode_reports_to_its_own_folder_and_never_overwrites_the_full_resu
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["quick"]
     assert sorted(p.name for p in (tmp_path / "results" / "quick").iterdir()) == [
         "fashion_mnist.json", "fashion_mnist.md", "fashion_mnist.png"]
-    assert "**Incomplete: 1 of 1 runs have not finished" in (tmp_path / "results" / "quick" / "fashion_mnist.md").read_text()
+    report = (tmp_path / "results" / "quick" / "fashion_mnist.md").read_text()
+    assert "Test top-1 (%), one pretraining seed (no spread, so no verdicts);" in report
+    assert "**Incomplete: 1 of 1 runs have not finished" in report
 
 
 def test_convergence_without_a_random_init_method_is_refused_before_any_work(tmp_path):
