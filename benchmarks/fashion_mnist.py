@@ -852,7 +852,8 @@ def parse_args(argv):
                         help="Start no run: report the finished ones and list the missing ones in the md.")
     parser.add_argument("--note", help="A sentence for the md, e.g. about other load on the machine during the run.")
     parser.add_argument("--results_dir", type=Path,
-                        help="Where the reports go (default: benchmarks/results, quick mode: benchmarks/results/quick).")
+                        help="Where the reports go (default: benchmarks/results; quick mode: "
+                        "benchmarks/results/quick).")
     parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
     return parser.parse_args(argv)
 

@@ -142,7 +142,8 @@ def test_budget_table_lists_the_headline_pair_per_pretraining_budget(tmp_path):
         "| 2 | p | A: 72.0 ± 2.0 | S: 70.0 ± 0.0 | +2.0 | no clear difference |",
         "| 6 | p | A (6 ep): 81.0 ± 1.0 | S (6 ep): 71.0 ± 1.0 | +10.0 | better |",
     ]
-    assert markdown_budget_table(summaries, [], pairs, ["p"]) == "(No pair has finished at any pretraining budget yet.)"
+    empty = markdown_budget_table(summaries, [], pairs, ["p"])
+    assert empty == "(No pair has finished at any pretraining budget yet.)"
     plot(summaries, ["A", "S", "A (6 ep)", "S (6 ep)"], ["p"], tmp_path / "plot.png", "title", pairs)
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -163,9 +164,10 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
     assert sentences == [
         "- ViT random init, 100 labels/class: 40 epochs reach 75.0 %; the best longer budget (80 epochs) adds +0.5 "
         "points, within the seed spread: converged.",
-        "- ViT random init, 1000 labels/class: 1 epochs reach 71.0 %; the best longer budget (5 epochs) adds +9.3 points, "
-        "beyond the seed spread: NOT converged; raise this protocol's epochs.",
-        "- ResNet random init, 1000 labels/class: the curve lacks 1 epochs or any longer budget; convergence not shown.",
+        "- ViT random init, 1000 labels/class: 1 epochs reach 71.0 %; the best longer budget (5 epochs) adds +9.3 "
+        "points, beyond the seed spread: NOT converged; raise this protocol's epochs.",
+        "- ResNet random init, 1000 labels/class: the curve lacks 1 epochs or any longer budget; convergence not "
+        "shown.",
     ]
     table = markdown_convergence(curves, chosen, expected_n=3)
     assert table.splitlines()[0] == "| Method | Protocol | 1 ep | 5 ep | 10 ep | 40 ep | 80 ep |"
@@ -183,8 +185,8 @@ def test_convergence_verdict_says_whether_a_longer_budget_still_gains(tmp_path):
                                                                for family in ("ViT", "ResNet", "ConvNeXt")})
     assert [row["converged"] for row in rows] == [True, False, None]  # 1.2 < 2 * 1.15 < 3.0 points
     assert convergence_sentence(rows[2]) == (
-        "- ConvNeXt random init, 1000 labels/class: 5 epochs reach 80.0 %; the best longer budget (10 epochs) adds +4.0 "
-        "points, but too few seeds have finished to compare that with the seed spread.")
+        "- ConvNeXt random init, 1000 labels/class: 5 epochs reach 80.0 %; the best longer budget (10 epochs) adds "
+        "+4.0 points, but too few seeds have finished to compare that with the seed spread.")
     plot_convergence(curves, chosen, tmp_path / "curve.png", "title")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
