@@ -805,8 +805,10 @@ def write_convergence_report(budget: Budget, chosen: dict[tuple[str, str], int],
                                    run_seconds, jobs, argv, note)
     markdown = "\n".join([
         *header,
-        "Test top-1 (%) of the random-init rows against the fine-tuning budget, mean ± std over seeds "
-        f"{', '.join(map(str, budget.seeds))} (each seed: its own initial encoder and labelled subset); the "
+        "Test top-1 (%) of the random-init rows against the fine-tuning budget, "
+        + (f"mean ± std over seeds {', '.join(map(str, budget.seeds))} (each seed: its own initial encoder and "
+           "labelled subset)" if len(budget.seeds) > 1 else f"seed {budget.seeds[0]} only (no spread, so no verdicts)")
+        + "; the "
         "benchmark's budget in bold. A budget is converged when no longer one is better beyond twice the standard "
         "error of the difference; each family's curve goes up to twice its budget."
         + "".join(f" The {p.name} curve runs {epochs} epochs with seed {', '.join(map(str, seeds))} only (a point "

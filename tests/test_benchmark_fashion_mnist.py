@@ -428,6 +428,8 @@ def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_see
     bench.main(["--convergence", *flags])
     convergence = (tmp_path / "results" / "fashion_mnist_convergence.md").read_text()
     assert "| ViT random init | 100 labels/class | 71.0 ± 1.0 | **76.0 ± 1.0** |" in convergence
+    assert "budget, mean ± std over seeds 0, 1, 2 (each seed: its own initial encoder and labelled subset);" \
+        in convergence
 
     plan = bench.plan_runs(rows, budget.protocols, budget, data, run_dir)
     gains = {"ViT random init": 0.0, "ViT SimMIM": 0.05, "ViT A2MIM": 0.06, "ViT SimMIM (6 ep)": 0.07,
@@ -452,16 +454,22 @@ def test_quick_mode_reports_to_its_own_folder_and_never_overwrites_the_full_resu
     import benchmarks.fashion_mnist as bench
 
     quick = bench.Budget("quick", pretrain_images=20, pretrain_epochs=(1,), pretrain_batch_size=10,
-                         protocols=(bench.Protocol("100 labels/class", 100, epochs=2),), test_per_class=2, seeds=(0,))
+                         protocols=(bench.Protocol("100 labels/class", 100, epochs=2, convergence_epochs=(2, 4)),),
+                         test_per_class=2, seeds=(0,))
     monkeypatch.setitem(bench.BUDGETS, "quick", quick)
     monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
-    bench.main(["--quick", "--cached_only", "--methods", "vit-random-init", "--cache_dir", str(tmp_path / "cache")])
+    flags = ["--quick", "--cached_only", "--methods", "vit-random-init", "--cache_dir", str(tmp_path / "cache")]
+    bench.main(flags)
+    bench.main(["--convergence", *flags])
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["quick"]
     assert sorted(p.name for p in (tmp_path / "results" / "quick").iterdir()) == [
-        "fashion_mnist.json", "fashion_mnist.md", "fashion_mnist.png"]
+        "fashion_mnist.json", "fashion_mnist.md", "fashion_mnist.png", "fashion_mnist_convergence.json",
+        "fashion_mnist_convergence.md", "fashion_mnist_convergence.png"]
     report = (tmp_path / "results" / "quick" / "fashion_mnist.md").read_text()
     assert "Test top-1 (%), one pretraining seed (no spread, so no verdicts);" in report
     assert "**Incomplete: 1 of 1 runs have not finished" in report
+    convergence = (tmp_path / "results" / "quick" / "fashion_mnist_convergence.md").read_text()
+    assert "against the fine-tuning budget, seed 0 only (no spread, so no verdicts); the benchmark's" in convergence
 
 
 def test_convergence_without_a_random_init_method_is_refused_before_any_work(tmp_path):
