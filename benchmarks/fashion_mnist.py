@@ -860,6 +860,18 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def nothing_finished(missing: list[str], plan: Plan, report: Path, argv: list[str]) -> bool:
+    """True (after saying so) when no run of `plan` has finished and `report` exists: a report of nothing would
+    overwrite the results it holds, as `--cached_only` in a fresh clone, whose cache is empty, would."""
+    if len(missing) < len(plan.runs) or not report.is_file():
+        return False
+    command = " ".join(["python benchmarks/fashion_mnist.py", *(a for a in argv if a != "--cached_only")])
+    print(f"None of the {len(plan.runs)} runs has finished in this cache, so {report} and its .json/.png are left "
+          f"as they are (a report of no runs would replace them). Start the runs with `{command}`, or pass "
+          "--results_dir to write the empty report elsewhere.")
+    return True
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -878,6 +890,8 @@ def main(argv=None):
         protocols = convergence_protocols(budget, [r.method.family for r in random_init])
         plan = plan_runs(random_init, protocols, budget, data, run_dir)
         results, missing, run_seconds = execute(plan, args)
+        if nothing_finished(missing, plan, args.results_dir / "fashion_mnist_convergence.md", argv):
+            return
         write_convergence_report(budget, chosen_epochs(budget, rows), evaluation_records(plan.evaluations, results),
                                  plan.examples, missing, len(plan.runs), run_seconds, args.jobs, argv, args.note,
                                  args.results_dir)
@@ -885,6 +899,8 @@ def main(argv=None):
         return
     plan = plan_runs(rows, budget.protocols, budget, data, run_dir)
     results, missing, run_seconds = execute(plan, args)
+    if nothing_finished(missing, plan, args.results_dir / "fashion_mnist.md", argv):
+        return
     pretraining = [{**run.record, **results[run.key]} for run in plan.pretraining if run.key in results]
     write_report(budget, rows, evaluation_records(plan.evaluations, results), pretraining, plan.examples, missing,
                  len(plan.runs), run_seconds, args.jobs, argv, args.note, args.results_dir)

@@ -472,6 +472,28 @@ def test_quick_mode_reports_to_its_own_folder_and_never_overwrites_the_full_resu
     assert "against the fine-tuning budget, seed 0 only (no spread, so no verdicts); the benchmark's" in convergence
 
 
+def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tmp_path, monkeypatch, capsys):
+    import benchmarks.fashion_mnist as bench
+
+    budget = bench.Budget("full", pretrain_images=20, pretrain_epochs=(1,), pretrain_batch_size=10,
+                          protocols=(bench.Protocol("100 labels/class", 100, epochs=2, convergence_epochs=(2, 4)),),
+                          test_per_class=2)
+    monkeypatch.setitem(bench.BUDGETS, "full", budget)
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("fashion_mnist.md", "fashion_mnist_convergence.md"):
+        (results / name).write_text("the committed results")
+    flags = ["--cached_only", "--methods", "vit-random-init", "--cache_dir", str(tmp_path / "cache"),
+             "--results_dir", str(results)]
+    bench.main(flags)
+    bench.main(["--convergence", *flags])
+    assert [p.read_text() for p in sorted(results.iterdir())] == ["the committed results"] * 2
+    said = capsys.readouterr().out
+    assert f"None of the 3 runs has finished in this cache, so {results / 'fashion_mnist.md'} and its .json/.png " \
+        "are left as they are" in said
+    assert "Start the runs with `python benchmarks/fashion_mnist.py --convergence --methods vit-random-init" in said
+
+
 def test_convergence_without_a_random_init_method_is_refused_before_any_work(tmp_path):
     from benchmarks.fashion_mnist import main
 
