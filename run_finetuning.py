@@ -139,7 +139,7 @@ def main(callbacks=()):
         data_args, training_args, hub_kwargs
     )
 
-    model, checkpoint_processor = load_classifier(
+    model, checkpoint_processor, statistics_source = load_classifier(
         model_args.model_name_or_path,
         model_args.model_preset,
         labels=labels if training_args.do_train or model_args.model_preset else None,
@@ -212,7 +212,8 @@ def main(callbacks=()):
         all_metrics.update({k: v for k, v in metrics.items() if k.startswith("eval_")})
 
     if training_args.do_train and trainer.is_world_process_zero():
-        write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__)
+        write_finetuning_card(training_args, data_args, model_args, recipe, all_metrics, type(model).__name__,
+                              statistics_source)
         share_output_files(training_args.output_dir)
         if push_to_hub:
             pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
@@ -221,12 +222,15 @@ def main(callbacks=()):
             logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
 
 
-def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str) -> None:
-    """`README.md` next to the classifier: data, starting point, effective recipe and final metrics."""
+def write_finetuning_card(training_args, data_args, model_args, recipe, metrics: dict, architecture: str,
+                          statistics_source: str) -> None:
+    """`README.md` next to the classifier: data, starting point, image statistics, effective recipe and final
+    metrics."""
     start = model_args.model_name_or_path or f"random weights (the {model_args.model_preset} preset, from scratch)"
     training = {
         "architecture": architecture,
         "initialization": start,
+        "image statistics": statistics_source,
         "recipe": f"{recipe.name}: {recipe.description}",
         **{key: value for key, value in recipe.to_dict().items()
            if key not in ("name", "description") and value is not None},

@@ -78,7 +78,7 @@ def main():
     if data_args.train_samples_per_class is not None:
         train = samples_per_class(train, label_column, data_args.train_samples_per_class, probe_args.seed, label_map)
 
-    model, checkpoint_processor = load_classifier(
+    model, checkpoint_processor, statistics_source = load_classifier(
         model_args.model_name_or_path, model_args.model_preset, labels=labels,
         image_size=probe_args.image_size, revision=model_args.model_revision, **hub_kwargs,
     )
@@ -103,6 +103,7 @@ def main():
         "eval_samples": int(len(eval_labels)),
         "feature_dim": int(train_features.shape[1]),
         "pooling": probe_args.pooling,
+        "image_statistics": statistics_source,
         "skipped_images": counter.value,
     }
     logger.info("Probe results: %s", results)

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 
 import torch
 import transformers
-from transformers import TrainingArguments, ViTImageProcessor, set_seed
+from transformers import TrainingArguments, set_seed
 from transformers.integrations import is_tensorboard_available
 
 import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
 from modeling_a2mim.data import SkippedImageCounter, first_readable_images
 from modeling_a2mim.data.collator import MaskingCollator
-from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
@@ -35,6 +34,7 @@ from modeling_a2mim.training.optimization import mask_token_lr_multiplier
 from modeling_a2mim.training.trainer import A2MIMTrainer
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
 from modeling_a2mim.training.recipes import apply_recipe, global_batch_size, recipe_for
+from modeling_a2mim.transfer import a2mim_image_processor
 
 logger = logging.getLogger(__name__)
 
@@ -124,19 +124,13 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     train_dataset, eval_dataset, image_column = prepare_splits(
         data_args, training_args.seed, cache_dir=model_args.cache_dir, token=model_args.token
     )
-    image_processor = None
-    if model_args.model_name_or_path is not None:
-        try:
-            image_processor = transformers.AutoImageProcessor.from_pretrained(
-                model_args.model_name_or_path, cache_dir=model_args.cache_dir, token=model_args.token)
-        except OSError:
-            logger.info("No image processor at %s; using ImageNet statistics.", model_args.model_name_or_path)
-    size = config.image_size
-    image_processor = ViTImageProcessor(
-        size={"height": size, "width": size},
-        image_mean=list(getattr(image_processor, "image_mean", None) or IMAGENET_MEAN),
-        image_std=list(getattr(image_processor, "image_std", None) or IMAGENET_STD),
+    # The statistics the pixels (input and target) are normalized with, recorded in the config so that the checkpoint,
+    # its `save_encoder` export and every script starting from it normalize alike.
+    image_processor, statistics_source = a2mim_image_processor(
+        config, model_args.model_name_or_path, cache_dir=model_args.cache_dir, token=model_args.token
     )
+    config.image_mean, config.image_std = list(image_processor.image_mean), list(image_processor.image_std)
+    logger.info("Image statistics from %s: mean %s, std %s", statistics_source, config.image_mean, config.image_std)
     counter = SkippedImageCounter()
     collator_options = {"image_column": image_column, "counter": counter, "seed": training_args.seed}
     collator = MaskingCollator.from_config(config, image_processor, train=True, **collator_options)
@@ -204,6 +198,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
                 "learning rate": training_args.learning_rate,
                 "recipe": recipe_name if model_args.use_recipe_defaults else "none",
                 "mask ratio": config.mask_ratio,
+                "image statistics": f"{statistics_source}: mean {config.image_mean}, std {config.image_std}",
             },
             metrics={k: v for k, v in metrics.items() if k in ("final_loss", "eval_loss", "skipped_images",
                                                              "train_loss")},

@@ -28,7 +28,7 @@ from modeling_a2mim.data import SkippedImageCounter  # noqa: E402
 from modeling_a2mim.data.collator import MaskingCollator  # noqa: E402
 from modeling_a2mim.data.transforms import CROP_SCALE, IMAGENET_MEAN, IMAGENET_STD, PretrainingTransform  # noqa: E402
 from modeling_a2mim.masking import BlockMaskGenerator, upsample_mask  # noqa: E402
-from modeling_a2mim.modeling_a2mim import imagenet_image_processor  # noqa: E402
+from modeling_a2mim.modeling_a2mim import normalizing_image_processor  # noqa: E402
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits  # noqa: E402
 from modeling_a2mim.training.trainer import A2MIMTrainer  # noqa: E402
 
@@ -88,8 +88,8 @@ def main(argv=None):
     )
     result = trainer.train()
     trainer.save_model()
-    # The statistics the transform normalized with, as `save_encoder` writes them for A2MIM encoders.
-    imagenet_image_processor(config.image_size).save_pretrained(training_args.output_dir)
+    # The statistics the transform normalized with (ImageNet's).
+    normalizing_image_processor(config.image_size).save_pretrained(training_args.output_dir)
     trainer.save_metrics("train", {**result.metrics, "skipped_images": counter.value})
 
 

@@ -14,6 +14,21 @@ RESNET_FAMILY = ("resnet",)
 CONVNEXT_FAMILY = ("convnext",)
 SUPPORTED_BACKBONES = VIT_FAMILY + RESNET_FAMILY + CONVNEXT_FAMILY
 
+# Encoder sizes that must be positive integers (checked before torch builds tensors of them).
+_BACKBONE_SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
+                         "image_size", "num_channels", "embedding_size", "hidden_sizes", "depths")
+# The type each A2MIM field must have (checked before its value, so that a string gives a clear error, not a
+# `TypeError` from a comparison).
+_FIELD_TYPES = {
+    "image_size": int, "mask_patch_size": int, "mask_ratio": (int, float), "mask_layer": int,
+    "mask_token_mode": str, "mask_gamma_init": (int, float), "mean_fill": bool, "spatial_loss": str,
+    "focal_l1_alpha": (int, float), "focal_l1_gamma": (int, float), "unmask_weight": (int, float),
+    "frequency_loss_weight": (int, float), "frequency_unmask_weight": (int, float),
+    "initializer_range": (int, float),
+}
+_OPTIONAL_FIELDS = ("image_size", "mask_layer", "mask_gamma_init")  # None: derived from the encoder, or unused
+_TYPE_NAMES = {int: "an integer", (int, float): "a number", str: "a string", bool: "true or false"}
+
 
 class A2MIMConfig(PreTrainedConfig):
     r"""
@@ -52,6 +67,10 @@ class A2MIMConfig(PreTrainedConfig):
             Share `w_u` of the prediction kept on unmasked pixels in the frequency loss input.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the truncated normal init of the mask token and the decoder.
+        image_mean (`list[float]`, *optional*), image_std (`list[float]`, *optional*):
+            The per-channel statistics the pixels (input and reconstruction target) are normalized with, one value per
+            channel. `run_pretraining.py` records those of its image processor here, so that `save_encoder()` and
+            every script that starts from the checkpoint normalize as pretraining did. `None`: ImageNet's.
         preset (`str`, *optional*):
             The named preset this config was built from (`from_preset` sets it). Saved with the checkpoint, so that
             training continued from it keeps that preset's recipe.
@@ -88,9 +107,12 @@ class A2MIMConfig(PreTrainedConfig):
     frequency_loss_weight: float | int = 0.1
     frequency_unmask_weight: float | int = 0.0
     initializer_range: float = 0.02
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
     preset: str | None = None
 
     def __post_init__(self, **kwargs):
+        self._check_field_types()
         backbone_type = self._backbone_type(self.backbone_config)
         if backbone_type not in SUPPORTED_BACKBONES:
             raise ValueError(
@@ -98,6 +120,7 @@ class A2MIMConfig(PreTrainedConfig):
                 f"use one of {list(SUPPORTED_BACKBONES)} (BeitConfig, ViTConfig, ResNetConfig or ConvNextConfig)."
             )
         super().__post_init__(**kwargs)
+        self._check_backbone_sizes()
         if self.is_vit_family:
             backbone_size = self.backbone_config.image_size
             if self.image_size is None:
@@ -212,11 +235,46 @@ class A2MIMConfig(PreTrainedConfig):
         return patch if isinstance(patch, int) else patch[0]
 
     # ----- validation --------------------------------------------------------------------------------------------
+    def _check_field_types(self):
+        """`ValueError` for an A2MIM field of the wrong type (e.g. a string from `--config_overrides mask_ratio=abc`),
+        before any comparison would raise a `TypeError`."""
+        for field, kind in _FIELD_TYPES.items():
+            value = getattr(self, field)
+            if value is None and field in _OPTIONAL_FIELDS:
+                continue
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+                raise ValueError(f"A2MIMConfig.{field}={value!r} is invalid: it must be {_TYPE_NAMES[kind]}.")
+
+    def _check_backbone_sizes(self):
+        """`ValueError` for an encoder size that is not a positive integer (torch would fail deep inside)."""
+        for field in _BACKBONE_SIZE_FIELDS:
+            value = getattr(self.backbone_config, field, None)
+            if value is None:
+                continue
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+                raise ValueError(
+                    f"A2MIMConfig.backbone_config.{field}={value!r} is invalid: it must be a positive integer"
+                    f"{' (a list of them)' if isinstance(value, (list, tuple)) else ''}."
+                )
+
     def _check_a2mim_fields(self):
         """Raise `ValueError` naming the field, its value and what would be valid."""
 
         def fail(field, message):
             raise ValueError(f"A2MIMConfig.{field}={getattr(self, field)!r} is invalid: {message}")
+
+        for field in ("image_mean", "image_std"):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if not (isinstance(value, (list, tuple)) and len(value) == self.num_channels
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+                fail(field, f"it must be a list of {self.num_channels} numbers, one per channel.")
+            if field == "image_std" and not all(v > 0 for v in value):
+                fail(field, "every standard deviation must be > 0.")
+        if (self.image_mean is None) != (self.image_std is None):
+            fail("image_mean", f"give image_mean and image_std together (image_std={self.image_std!r}).")
 
         if not 0 < self.mask_ratio < 1:
             fail("mask_ratio", "it must lie strictly between 0 and 1, e.g. 0.6.")

@@ -21,6 +21,7 @@ python -m modeling_a2mim.convert_openmixup \\
 
 import argparse
 import copy
+import json
 import logging
 import math
 import pickle
@@ -33,7 +34,8 @@ from transformers import AutoModelForImageClassification, PreTrainedModel
 from transformers.models.beit.modeling_beit import BeitRelativePositionBias
 
 from .configuration_a2mim import A2MIMConfig
-from .modeling_a2mim import A2MIMForMaskedImageModeling, imagenet_image_processor
+from .modeling_a2mim import A2MIMForMaskedImageModeling, normalizing_image_processor
+from .training.cli import run_main
 from .training.hub import push_output_dir
 
 logger = logging.getLogger(__name__)
@@ -129,11 +131,30 @@ def _apply_rules(key: str, rules) -> tuple[str, ...] | None:
 
 # ----- loading ------------------------------------------------------------------------------------------------------
 def load_openmixup_state_dict(path) -> dict[str, torch.Tensor]:
-    """Read a `.pth` file with `torch.load(weights_only=True)` and return its flat state dict."""
+    """Read a `.pth` file with `torch.load(weights_only=True)` and return its flat state dict. A missing, empty,
+    truncated or unsafe file is a one-line error naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--checkpoint {path}: no such file.")
+    if not path.is_file():
+        raise ValueError(f"--checkpoint {path} is not a file; give the openmixup .pth file itself.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"--checkpoint {path} is empty (0 bytes): the download or copy failed; fetch it again.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, KeyError, UnicodeDecodeError) as error:  # what torch.load says of a broken file
+        reason = f"{type(error).__name__}: {' '.join(str(error).split()).split('. ')[0]}"
+        raise ValueError(
+            f"--checkpoint {path} is not a readable PyTorch checkpoint ({reason}): the file is truncated or is not "
+            "a .pth written by torch.save; download it again."
+        ) from error
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0]
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        garbage = next((line for line in lines if line.startswith("Unsupported operand")), None)
+        if garbage:  # bytes that are no pickle at all
+            raise ValueError(f"--checkpoint {path} is not a readable PyTorch checkpoint ({garbage}): the file is "
+                             "truncated or is not a .pth written by torch.save; download it again.") from error
+        reason = next((line for line in lines if "global" in line), lines[0])
         raise ValueError(
             f"Refusing to load {path}: it contains Python objects other than tensors and plain containers "
             f"({reason}). Unpickling them could run arbitrary code, so only `torch.load(..., weights_only=True)` is "
@@ -455,8 +476,20 @@ def convert_openmixup_checkpoint(
 def save_converted(model: PreTrainedModel, image_size: int, output_dir) -> None:
     """Write `model` (safetensors) and a `ViTImageProcessor` at `image_size` with ImageNet mean/std to `output_dir`."""
     model.save_pretrained(output_dir)
-    imagenet_image_processor(image_size).save_pretrained(output_dir)
+    normalizing_image_processor(image_size).save_pretrained(output_dir)
     logger.info("Saved %s to %s.", type(model).__name__, output_dir)
+
+
+def read_config_file(path: Path) -> A2MIMConfig:
+    """The `A2MIMConfig` of a JSON file (`--config`); a missing or unreadable file is a one-line error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file.")
+    try:
+        return A2MIMConfig.from_json_file(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--config {path} is not a readable JSON config ({error}).") from error
+    except TypeError as error:  # a JSON value that is not a mapping of config fields
+        raise ValueError(f"--config {path} does not describe an A2MIMConfig ({error}).") from error
 
 
 def main(argv=None) -> None:
@@ -471,7 +504,7 @@ def main(argv=None) -> None:
     parser.add_argument("--push_to_hub", metavar="REPO", help="also upload the folder to this Hub repository")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = A2MIMConfig.from_json_file(args.config) if args.config else None
+    config = read_config_file(args.config) if args.config else None
     convert_openmixup_checkpoint(
         args.checkpoint, output_dir=args.output_dir, preset=args.preset, config=config, use_ema=args.use_ema
     )
@@ -480,4 +513,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "convert_openmixup")

@@ -25,13 +25,14 @@ from transformers import (
 from transformers import initialization as init
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.modeling_outputs import ImageClassifierOutput, MaskedImageModelingOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_a2mim import A2MIMConfig
 from .losses import FocalFrequencyLoss, SpatialReconstructionLoss
 from .masking import BlockMaskGenerator, mean_fill, upsample_mask
 
+logger = logging.get_logger(__name__)
 
 # Files holding the remote code of a saved checkpoint, for `trust_remote_code=True`.
 AUTO_MAP = {
@@ -81,12 +82,13 @@ class A2MIMMaskedImageModelingOutput(MaskedImageModelingOutput):
     frequency_loss: torch.FloatTensor | None = None
 
 
-def imagenet_image_processor(size: int) -> ViTImageProcessor:
-    """`ViTImageProcessor` resizing to `size` x `size` and normalizing with the ImageNet mean/std."""
+def normalizing_image_processor(size: int, image_mean=None, image_std=None) -> ViTImageProcessor:
+    """`ViTImageProcessor` resizing to `size` x `size` and normalizing with `image_mean` / `image_std` (ImageNet's when
+    not given)."""
     return ViTImageProcessor(
         size={"height": size, "width": size},
-        image_mean=list(IMAGENET_DEFAULT_MEAN),
-        image_std=list(IMAGENET_DEFAULT_STD),
+        image_mean=list(IMAGENET_DEFAULT_MEAN if image_mean is None else image_mean),
+        image_std=list(IMAGENET_DEFAULT_STD if image_std is None else image_std),
     )
 
 
@@ -168,14 +170,20 @@ class A2MIMPreTrainedModel(PreTrainedModel):
 
         `AutoModelForImageClassification.from_pretrained(save_directory, num_labels=N)` then builds the stock
         classifier with every encoder weight loaded. `image_processor` defaults to a `ViTImageProcessor` at the
-        model's resolution with ImageNet statistics. Every rank of a distributed run may call it: only the main
-        process writes (the others return at once, so synchronize before they read the folder).
+        model's resolution with the statistics pretraining normalized with (`config.image_mean` / `image_std`, which
+        `run_pretraining.py` records), ImageNet's when the config records none (logged). Every rank of a distributed
+        run may call it: only the main process writes (the others return at once, so synchronize before they read
+        the folder).
         """
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
             return
         self.stock_encoder().save_pretrained(save_directory, **kwargs)
         if image_processor is None:
-            image_processor = imagenet_image_processor(self.config.image_size)
+            config = self.config
+            image_processor = normalizing_image_processor(config.image_size, config.image_mean, config.image_std)
+            if config.image_mean is None:
+                logger.warning("save_encoder: the config records no image statistics (image_mean / image_std); "
+                               "writing ImageNet's into %s/preprocessor_config.json.", save_directory)
         image_processor.save_pretrained(save_directory)
 
 

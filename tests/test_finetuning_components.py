@@ -262,7 +262,7 @@ def test_eval_processor_sizes():
 
 @pytest.mark.parametrize("preset, size", [("resnet-micro", 64), ("vit-micro", 32)])
 def test_presets_train_at_their_resolution(preset, size):
-    model, processor = load_classifier(model_preset=preset, labels=["a", "b"])
+    model, processor, _ = load_classifier(model_preset=preset, labels=["a", "b"])
     assert native_image_size(model, processor) == size
 
 

@@ -31,8 +31,8 @@ def test_classifier_from_an_a2mim_checkpoint_is_built_in_memory_like_the_exporte
     model.save_pretrained(tmp_path / "a2mim")
     model.save_encoder(tmp_path / "encoder")
     with mock.patch("tempfile.TemporaryDirectory", side_effect=AssertionError("no disk round trip")):
-        in_memory, processor = load_classifier(str(tmp_path / "a2mim"), labels=LABELS)
-    exported, exported_processor = load_classifier(str(tmp_path / "encoder"), labels=LABELS)
+        in_memory, processor, _ = load_classifier(str(tmp_path / "a2mim"), labels=LABELS)
+    exported, exported_processor, _ = load_classifier(str(tmp_path / "encoder"), labels=LABELS)
     assert type(in_memory) is type(exported) and in_memory.config.id2label == {0: "a", 1: "b", 2: "c"}
     assert processor.to_dict() == exported_processor.to_dict()
     encoder_state = exported.base_model.state_dict()
@@ -61,7 +61,7 @@ def test_save_encoder_writes_only_on_the_main_process(tmp_path):
 def test_convnext_layer_decay_and_drop_path(tmp_path):
     model = A2MIMForMaskedImageModeling(tiny_convnext_config())
     model.save_pretrained(tmp_path)
-    classifier, _ = load_classifier(str(tmp_path), labels=LABELS, drop_path_rate=0.2)
+    classifier, _, _ = load_classifier(str(tmp_path), labels=LABELS, drop_path_rate=0.2)
     assert type(classifier) is ConvNextForImageClassification and classifier.config.drop_path_rate == 0.2
     multiplier = layer_decay_multiplier(classifier, 0.5)
     assert multiplier("convnext.embeddings.patch_embeddings.weight") == 0.5**5

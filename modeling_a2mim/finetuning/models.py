@@ -9,11 +9,20 @@ code to load.
 
 import logging
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoModelForImageClassification
 
 from ..configuration_a2mim import SUPPORTED_BACKBONES, A2MIMConfig
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..modeling_a2mim import A2MIMModel, imagenet_image_processor
+from ..modeling_a2mim import normalizing_image_processor
+from ..training.model_sources import load_model_config, reading_checkpoint
+from ..transfer import (
+    IMAGENET_STATISTICS,
+    TransferSource,
+    load_transfer_source,
+    preset_encoder_config,
+    saved_image_processor,
+    statistics_source_of,
+)
 from .transforms import image_processor_size
 
 logger = logging.getLogger(__name__)
@@ -46,18 +55,15 @@ def _drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
     return {field: drop_path_rate}
 
 
-def _load_stock(path: str, labels, drop_path_rate, **hub_kwargs):
-    config = AutoConfig.from_pretrained(path, **hub_kwargs)
+def _load_stock(path: str, config, labels, drop_path_rate, **hub_kwargs):
     kwargs = {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}
     same_head = labels is not None and getattr(config, "id2label", None) and list(config.id2label.values()) == labels
-    model = AutoModelForImageClassification.from_pretrained(
-        path, ignore_mismatched_sizes=not same_head, **kwargs, **hub_kwargs
-    )
-    try:
-        image_processor = AutoImageProcessor.from_pretrained(path, **hub_kwargs)
-    except (OSError, ValueError):
-        image_processor = None
-    return model, image_processor
+    with reading_checkpoint(path):
+        model = AutoModelForImageClassification.from_pretrained(
+            path, ignore_mismatched_sizes=not same_head, **kwargs, **hub_kwargs
+        )
+    image_processor = saved_image_processor(path, **hub_kwargs)
+    return model, image_processor, statistics_source_of(path, image_processor)
 
 
 def load_classifier(
@@ -68,7 +74,12 @@ def load_classifier(
     drop_path_rate: float | None = None,
     **hub_kwargs,
 ):
-    """`(stock classifier, checkpoint image processor or None)` for fine-tuning or evaluation.
+    """`(stock classifier, image processor or None, where its statistics come from)` for fine-tuning or evaluation.
+
+    The image processor normalizes as the encoder's pretraining did: an A2MIM checkpoint's own statistics
+    (`transfer.load_transfer_source`), a stock checkpoint's saved processor as it is (`None` without one: ImageNet
+    statistics then), ImageNet statistics for a preset trained from scratch. The third item says which, for the log
+    and the model card.
 
     Args:
         model_name_or_path: A2MIM checkpoint, exported/stock encoder, or stock classifier (Hub id or folder).
@@ -81,42 +92,45 @@ def load_classifier(
     if (model_name_or_path is None) == (model_preset is None):
         raise ValueError("Give exactly one of --model_name_or_path (a checkpoint) and --model_preset (from scratch).")
     if model_preset is not None:
-        return _from_preset(model_preset, labels, image_size, drop_path_rate)
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
-    if config.model_type == A2MIMConfig.model_type:
-        return _from_a2mim(A2MIMModel.from_pretrained(model_name_or_path, **hub_kwargs), labels, drop_path_rate)
-    if config.model_type not in SUPPORTED_BACKBONES:
-        raise ValueError(
-            f"{model_name_or_path} is a {config.model_type!r} model; fine-tuning supports A2MIM checkpoints and "
-            f"stock {', '.join(SUPPORTED_BACKBONES)} encoders or classifiers."
-        )
-    return _load_stock(model_name_or_path, labels, drop_path_rate, **hub_kwargs)
+        model, image_processor, statistics = _from_preset(model_preset, labels, image_size, drop_path_rate)
+        description = f"random weights (the {model_preset} preset, from scratch)"
+    else:
+        config = load_model_config(model_name_or_path, **hub_kwargs)
+        if config.model_type == A2MIMConfig.model_type:
+            model, image_processor, statistics = _from_a2mim(
+                load_transfer_source(model_name_or_path, **hub_kwargs), labels, drop_path_rate
+            )
+        elif config.model_type in SUPPORTED_BACKBONES:
+            model, image_processor, statistics = _load_stock(
+                model_name_or_path, config, labels, drop_path_rate, **hub_kwargs
+            )
+        else:
+            raise ValueError(
+                f"{model_name_or_path} is a {config.model_type!r} model; fine-tuning supports A2MIM checkpoints and "
+                f"stock {', '.join(SUPPORTED_BACKBONES)} encoders or classifiers."
+            )
+        description = model_name_or_path
+    logger.info("Classifier %s from %s; image statistics: %s.", type(model).__name__, description, statistics)
+    return model, image_processor, statistics
 
 
-def _from_a2mim(a2mim: A2MIMModel, labels, drop_path_rate):
-    """The stock classifier on `a2mim`'s encoder, built in memory on every rank (no folder to share between ranks),
-    and the ImageNet image processor at the A2MIM resolution."""
-    encoder = a2mim.stock_encoder()
-    config = encoder.config
+def _from_a2mim(source: TransferSource, labels, drop_path_rate):
+    """The stock classifier on the encoder of an A2MIM checkpoint, built in memory on every rank (no folder to share
+    between ranks), with the checkpoint's own image processor."""
+    config = source.encoder.config
     for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}.items():
         setattr(config, key, value)
     classifier = AutoModelForImageClassification.from_config(config)
-    classifier.base_model.load_state_dict(encoder.state_dict(), strict=True)
-    return classifier, imagenet_image_processor(a2mim.config.image_size)
+    classifier.base_model.load_state_dict(source.encoder.state_dict(), strict=True)
+    return classifier, source.image_processor, source.statistics_source
 
 
 def _from_preset(name: str, labels, image_size, drop_path_rate):
-    a2mim_config = A2MIMConfig.from_preset(name)
-    backbone = a2mim_config.backbone_config
-    if backbone.model_type == "beit":
-        backbone.use_mean_pooling = True  # the fine-tuning form: fc_norm over mean-pooled patch tokens
-    if backbone.model_type in ("beit", "vit"):
-        backbone.image_size = image_size or a2mim_config.image_size
+    backbone, size = preset_encoder_config(name, image_size)
     for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(backbone.model_type, drop_path_rate)}.items():
         setattr(backbone, key, value)
-    backbone.architectures = None
-    image_processor = imagenet_image_processor(image_size or a2mim_config.image_size)
-    return AutoModelForImageClassification.from_config(backbone), image_processor
+    classifier = AutoModelForImageClassification.from_config(backbone)
+    return classifier, normalizing_image_processor(size), IMAGENET_STATISTICS
 
 
 def native_image_size(model, image_processor) -> int:

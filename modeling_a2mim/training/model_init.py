@@ -4,12 +4,15 @@ import copy
 import json
 import logging
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from huggingface_hub.errors import StrictDataclassError
+from transformers import AutoModel
 
 from ..configuration_a2mim import SUPPORTED_BACKBONES, A2MIMConfig
 from ..finetuning.transforms import image_processor_size
 from ..modeling_a2mim import A2MIMForMaskedImageModeling
 from ..presets import PRESETS
+from ..transfer import saved_image_processor
+from .model_sources import load_model_config, reading_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,10 @@ def config_with_overrides(config_dict: dict, overrides: dict) -> A2MIMConfig:
             )
     if "image_size" in overrides and config_dict["backbone_config"].get("model_type") in ("beit", "vit"):
         config_dict["backbone_config"]["image_size"] = overrides["image_size"]
-    return A2MIMConfig(**config_dict)
+    try:
+        return A2MIMConfig(**config_dict)
+    except StrictDataclassError as error:  # the stock encoder config's own type check, e.g. hidden_size='abc'
+        raise ValueError(f"--config_overrides: {' '.join(str(error).split())}") from error
 
 
 def build_pretraining_model(
@@ -73,10 +79,12 @@ def build_pretraining_model(
         config = config_with_overrides(PRESETS[preset], overrides)
         return A2MIMForMaskedImageModeling(config), f"preset {preset} (random init)"
 
-    source_config = AutoConfig.from_pretrained(model_name_or_path, **from_pretrained_kwargs)
+    source_config = load_model_config(model_name_or_path, **from_pretrained_kwargs)
     if source_config.model_type == A2MIMConfig.model_type:
         config = config_with_overrides(source_config.to_dict(), overrides)
-        model = A2MIMForMaskedImageModeling.from_pretrained(model_name_or_path, config=config, **from_pretrained_kwargs)
+        with reading_checkpoint(model_name_or_path):
+            model = A2MIMForMaskedImageModeling.from_pretrained(model_name_or_path, config=config,
+                                                                **from_pretrained_kwargs)
         return model, f"A2MIM checkpoint {model_name_or_path}"
     if source_config.model_type not in SUPPORTED_BACKBONES:
         raise ValueError(
@@ -124,9 +132,8 @@ def checkpoint_image_size(model_name_or_path: str, backbone: dict, **kwargs) -> 
     if backbone["model_type"] in ("beit", "vit"):
         size = backbone["image_size"]
         return (size if isinstance(size, int) else size[0]), "config.json"
-    try:
-        image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, **kwargs)
-    except (OSError, ValueError):
+    image_processor = saved_image_processor(model_name_or_path, **kwargs)
+    if image_processor is None:
         return None, ""
     size = image_processor_size(image_processor)
     return size, ("preprocessor_config.json" if size else "")
@@ -135,7 +142,8 @@ def checkpoint_image_size(model_name_or_path: str, backbone: dict, **kwargs) -> 
 def load_encoder_weights(model: A2MIMForMaskedImageModeling, model_name_or_path: str, **kwargs) -> None:
     """Copy a stock encoder checkpoint's weights into `model.a2mim.encoder`. A BEiT `pooler.layernorm` (fine-tuning
     form) becomes the final `layernorm`; ViT poolers are dropped. Any other missing or unexpected key is an error."""
-    encoder = AutoModel.from_pretrained(model_name_or_path, **kwargs)
+    with reading_checkpoint(model_name_or_path):
+        encoder = AutoModel.from_pretrained(model_name_or_path, **kwargs)
     state_dict = encoder.state_dict()
     for name in ("weight", "bias"):
         if f"pooler.layernorm.{name}" in state_dict:
