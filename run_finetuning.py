@@ -25,7 +25,12 @@ from modeling_a2mim.finetuning.arguments import (
     resolve_recipe,
 )
 from modeling_a2mim.finetuning.ema import EMACallback
-from modeling_a2mim.finetuning.labels import label_map_to, resolve_label_column, samples_per_class
+from modeling_a2mim.finetuning.labels import (
+    check_trainable_labels,
+    label_map_to,
+    resolve_label_column,
+    samples_per_class,
+)
 from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
 from modeling_a2mim.finetuning.metrics import AccuracyMetrics
 from modeling_a2mim.finetuning.mixing import BatchMixing, ClassificationLoss
@@ -100,6 +105,8 @@ def load_labelled_splits(data_args, training_args, hub_kwargs):
         train_dataset = samples_per_class(
             train_dataset, label_column, data_args.train_samples_per_class, training_args.seed, label_map
         )
+    if training_args.do_train:
+        check_trainable_labels(train_dataset, label_column, labels, label_map)
     return train_dataset, eval_dataset, image_column, label_column, labels, label_map
 
 

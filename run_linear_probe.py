@@ -15,7 +15,12 @@ from transformers import set_seed
 
 from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.finetuning.arguments import FinetuningDataArguments, ModelArguments
-from modeling_a2mim.finetuning.labels import label_map_to, resolve_label_column, samples_per_class
+from modeling_a2mim.finetuning.labels import (
+    check_trainable_labels,
+    label_map_to,
+    resolve_label_column,
+    samples_per_class,
+)
 from modeling_a2mim.finetuning.metrics import load_accuracy_metric
 from modeling_a2mim.finetuning.models import load_classifier, native_image_size, normalization
 from modeling_a2mim.finetuning.probe import POOLINGS, extract_features, knn_predict, linear_probe_predict
@@ -77,6 +82,7 @@ def main():
     label_column, labels, label_map = resolve_label_column(train, data_args.label_column_name)
     if data_args.train_samples_per_class is not None:
         train = samples_per_class(train, label_column, data_args.train_samples_per_class, probe_args.seed, label_map)
+    check_trainable_labels(train, label_column, labels, label_map)
 
     model, checkpoint_processor, statistics_source = load_classifier(
         model_args.model_name_or_path, model_args.model_preset, labels=labels,

@@ -1,17 +1,25 @@
 """Issue 22.8: every known bad argument of the scripts and the converter ends with one line naming the problem and
-the fix (through `run_main`), while an unexpected exception keeps its traceback."""
+the fix (through `run_main`), while an unexpected exception keeps its traceback. Issue 22.9: data that cannot train a
+classifier is refused, and images stored as plain `{bytes, path}` structs are read."""
 
+import io
 import re
 import sys
 from unittest import mock
 
+import PIL.Image
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
+from datasets import ClassLabel, Dataset, Features, Image
 
 import run_finetuning
 import run_linear_probe
 import run_pretraining
 from modeling_a2mim import A2MIMForMaskedImageModeling, convert_openmixup
+from modeling_a2mim.data import decode_image
+from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.cli import run_main
 
 from .helpers import tiny_resnet_config
@@ -117,3 +125,57 @@ def test_an_unexpected_exception_keeps_its_traceback():
 
     with pytest.raises(RuntimeError, match="a real bug"):
         run_main(main, "script.py")
+
+
+def one_class_parquet(path, classes=("cat",), rows=8):
+    images = []
+    for index in range(rows):
+        buffer = io.BytesIO()
+        PIL.Image.new("RGB", (16, 16), (index * 20, 0, 0)).save(buffer, "PNG")
+        images.append({"bytes": buffer.getvalue(), "path": None})
+    Dataset.from_dict({"image": images, "label": [index % len(classes) for index in range(rows)]},
+                      features=Features({"image": Image(), "label": ClassLabel(names=list(classes))})).to_parquet(
+        str(path))
+    return path
+
+
+@pytest.mark.parametrize("classes", [("cat",), ("cat", "dog")])
+def test_finetuning_and_the_probe_refuse_training_data_of_one_class(classes, broken_checkpoints, tmp_path):
+    """Issue 22.9: one class named (or, of two named, only one present) cannot train a classifier."""
+    data = one_class_parquet(tmp_path / "train.parquet", classes)
+    if len(classes) == 2:  # keep only the rows of class 0
+        Dataset.from_parquet(str(data)).filter(lambda row: row["label"] == 0).to_parquet(str(data))
+    common = ["--model_name_or_path", str(broken_checkpoints / "good"), "--data_files", str(data), "--use_cpu"]
+    expected = (r"has 1 class \(\['cat'\]\); a classifier needs at least two" if len(classes) == 1 else
+                r"holds only the class \['cat'\] of \['cat', 'dog'\].*a classifier needs at least two")
+    message = one_line_error(run_finetuning.main, "run_finetuning.py", *common, "--output_dir", str(tmp_path / "ft"),
+                             "--do_train", "--max_steps", "1")
+    assert re.search(expected, message), message
+    message = one_line_error(run_linear_probe.main, "run_linear_probe.py", *common, "--output_dir",
+                             str(tmp_path / "probe"), "--train_val_split", "0.25")
+    assert re.search(expected, message), message
+
+
+def test_an_image_column_of_bytes_path_structs_without_metadata_is_decoded(tmp_path):
+    """Issue 22.9: a parquet file written by pyarrow stores images as {bytes, path} structs with no `datasets`
+    metadata; they are found, checked and decoded like an `Image` column."""
+    rows = []
+    for index in range(6):
+        buffer = io.BytesIO()
+        PIL.Image.new("RGB", (16, 16), (index * 40, 0, 0)).save(buffer, "PNG")
+        rows.append({"bytes": buffer.getvalue(), "path": None})
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    pq.write_table(pa.table({"picture": pa.array(rows, type=struct), "id": list(range(6))}),
+                   tmp_path / "train.parquet")
+    arguments = DataArguments(data_files=[str(tmp_path / "train.parquet")])
+    train, _, column = prepare_splits(arguments, seed=0)
+    assert column == "picture" and isinstance(train.features["picture"], Image)
+    assert decode_image(train[3]["picture"]).getpixel((0, 0)) == (120, 0, 0)
+    arguments.image_column_name = "picture"
+    assert prepare_splits(arguments, seed=0)[2] == "picture"
+
+    pq.write_table(pa.table({"picture": pa.array([{"bytes": b"junk", "path": None}] * 2, type=struct)}),
+                   tmp_path / "junk.parquet")
+    with pytest.raises(ValueError, match=r"'picture' does not hold images: none of its first 2 \{bytes, path\} "
+                                         r"structs decodes as an image"):
+        prepare_splits(DataArguments(data_files=[str(tmp_path / "junk.parquet")], image_column_name="picture"), 0)

@@ -120,7 +120,8 @@ def load_image_dataset(
 
 
 def find_image_column(dataset, requested: str | None = None) -> str:
-    """The image column: `requested` if it holds images, else the single `datasets.Image` column.
+    """The image column: `requested` if it holds images, else the single `datasets.Image` column (or `{bytes, path}`
+    struct column, which `without_image_decoding` then casts to `Image`).
 
     A requested column that is not a `datasets.Image` feature must be binary or string (image bytes or paths) and
     at least one of its first `IMAGE_CHECK_EXAMPLES` values must decode. Raises `ValueError` listing the columns and
@@ -135,7 +136,8 @@ def find_image_column(dataset, requested: str | None = None) -> str:
             raise ValueError(f"--image_column_name {requested!r} is not a column. Columns: {described}.")
         _check_holds_images(dataset, requested, features[requested], described)
         return requested
-    image_columns = [name for name, feature in features.items() if isinstance(feature, Image)]
+    image_columns = [name for name, feature in features.items() if isinstance(feature, Image) or
+                     is_image_struct(feature)]
     if len(image_columns) == 1:
         return image_columns[0]
     if not image_columns:
@@ -143,12 +145,21 @@ def find_image_column(dataset, requested: str | None = None) -> str:
     raise ValueError(f"Several image columns ({', '.join(image_columns)}); choose one with --image_column_name.")
 
 
+def is_image_struct(feature) -> bool:
+    """Whether `feature` is a `{"bytes", "path"}` struct: how `datasets` stores images, here without the metadata
+    that marks it as an `Image` (e.g. a parquet file written by pyarrow or pandas)."""
+    return isinstance(feature, dict) and set(feature) == {"bytes", "path"}
+
+
 def _check_holds_images(dataset, column: str, feature, described: str) -> None:
-    """`ValueError` unless `column` is an `Image` feature or holds decodable bytes/paths in its first examples."""
+    """`ValueError` unless `column` is an `Image` feature or holds decodable bytes/paths (or `{bytes, path}` structs)
+    in its first examples."""
     if isinstance(feature, Image):
         return
     not_images = f"--image_column_name {column!r} does not hold images"
-    if not (isinstance(feature, Value) and feature.dtype in ("binary", "large_binary", "string", "large_string")):
+    struct = is_image_struct(feature)
+    if not struct and not (isinstance(feature, Value) and
+                           feature.dtype in ("binary", "large_binary", "string", "large_string")):
         raise ValueError(f"{not_images}: it is {feature!r}. Columns: {described}.")
     values = [example[column] for example in dataset.take(IMAGE_CHECK_EXAMPLES)]
     for value in values:
@@ -157,7 +168,8 @@ def _check_holds_images(dataset, column: str, feature, described: str) -> None:
             return
         except UNREADABLE_IMAGE_ERRORS:
             continue
-    raise ValueError(f"{not_images}: none of its first {len(values)} values decodes as an image (bytes or a path). "
+    what = "{bytes, path} structs" if struct else "values"
+    raise ValueError(f"{not_images}: none of its first {len(values)} {what} decodes as an image (bytes or a path). "
                      f"Columns: {described}.")
 
 

@@ -69,6 +69,22 @@ def label_ids(dataset, label_column: str, label_map: dict | None) -> np.ndarray:
     return np.asarray([label_map[value] for value in values] if label_map is not None else values, dtype=np.int64)
 
 
+def check_trainable_labels(dataset, label_column: str, class_names: list[str], label_map: dict | None) -> None:
+    """`ValueError` unless the training data has at least two classes, named and present (map-style data): a
+    one-class classifier trains to a loss of 0 and learns nothing."""
+    fix = ("check --label_column_name and the data (an image folder needs one subfolder per class; --max_train_samples "
+           "keeps the first rows, which may all be of one class)")
+    if len(class_names) < 2:
+        raise ValueError(f"The label column {label_column!r} has {len(class_names)} class ({class_names}); a "
+                         f"classifier needs at least two: {fix}.")
+    if hasattr(dataset, "unique"):  # map-style: count the classes the rows actually hold
+        present = np.unique(label_ids(dataset, label_column, label_map))
+        if len(present) < 2:
+            names = [class_names[i] for i in present]
+            raise ValueError(f"The training data holds only the class {names} of {class_names} (column "
+                             f"{label_column!r}); a classifier needs at least two: {fix}.")
+
+
 def samples_per_class(dataset, label_column: str, per_class: int, seed: int, label_map: dict | None = None):
     """A balanced subset: `per_class` rows of every class, drawn without replacement with `seed` (in row order).
 
