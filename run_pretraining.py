@@ -22,6 +22,7 @@ from transformers.integrations import is_tensorboard_available
 import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
 from modeling_a2mim.data import SkippedImageCounter, first_readable_images
 from modeling_a2mim.data.collator import MaskingCollator
+from modeling_a2mim.data.sample_positions import with_sample_positions
 from modeling_a2mim.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     trainer = A2MIMTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=with_sample_positions(train_dataset),  # masks and crops depend on the seed and the position
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         data_collator=collator,
         eval_data_collator=eval_collator,
