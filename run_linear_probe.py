@@ -32,6 +32,7 @@ from modeling_a2mim.finetuning.transforms import (
 from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.files import write_text_atomically
+from modeling_a2mim.training.output_lock import lock_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def main():
     model_args, data_args, probe_args, _ = parse_script_arguments((ModelArguments, FinetuningDataArguments, ProbeArguments))
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO,
                         handlers=[logging.StreamHandler(sys.stdout)])
+    output_lock = lock_output_dir(probe_args.output_dir)
     set_seed(probe_args.seed)
     if data_args.streaming:
         raise ValueError("The probes need the whole feature matrix; drop --streaming.")
@@ -116,6 +118,7 @@ def main():
     text = json.dumps(results, indent=4, sort_keys=True) + "\n"
     for name in ("probe_results.json", "all_results.json"):
         write_text_atomically(os.path.join(probe_args.output_dir, name), text)
+    output_lock.release()
     return results
 
 

@@ -22,15 +22,18 @@ from transformers.integrations import is_tensorboard_available
 import modeling_a2mim  # noqa: F401  (registers A2MIM with the Auto classes)
 from modeling_a2mim.data import SkippedImageCounter, first_readable_images
 from modeling_a2mim.data.collator import MaskingCollator
+from modeling_a2mim.data.sample_positions import with_sample_positions
 from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.files import share_output_files
+from modeling_a2mim.training.finished_run import finished_run_results
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
 from modeling_a2mim.training.optimization import mask_token_lr_multiplier
+from modeling_a2mim.training.output_lock import lock_output_dir
 from modeling_a2mim.training.trainer import A2MIMTrainer
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
 from modeling_a2mim.training.recipes import apply_recipe, global_batch_size, recipe_for
@@ -101,6 +104,11 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     check_arguments(data_args, training_args)
+    output_lock = lock_output_dir(training_args.output_dir, training_args.process_index == 0)
+    if (finished := finished_run_results(training_args)) is not None:
+        if output_lock is not None:
+            output_lock.release()
+        return finished
     set_seed(training_args.seed)
 
     # Model and recipe
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     trainer = A2MIMTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=with_sample_positions(train_dataset),  # masks and crops depend on the seed and the position
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         data_collator=collator,
         eval_data_collator=eval_collator,
@@ -211,6 +219,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
             pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
                                      token=training_args.hub_token, private=training_args.hub_private_repo)
             logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
+        output_lock.release()
     return metrics
 
 

@@ -7,6 +7,7 @@ from torch.utils.data import get_worker_info
 
 from ..masking import BlockMaskGenerator
 from .images import SkippedImageCounter, decode_or_none
+from .sample_positions import SAMPLE_POSITION_KEY, sample_seed
 from .transforms import PretrainingTransform
 
 
@@ -39,6 +40,11 @@ class MaskingCollator:
     different workers and ranks draw different masks, reproducibly for a given `seed`. With `fixed_masks=True` (for
     evaluation) a worker's generator is seeded from its worker id instead of the per-epoch worker seed, and
     `restart()` rewinds it, so that every pass over the same data in the same order draws the same masks.
+
+    Examples that carry their position in the run (`SAMPLE_POSITION_KEY`, added by `with_sample_positions`, as the
+    scripts do for the training set) instead get their mask and their augmentation from a generator seeded with
+    `sample_seed(seed, position)`: a resumed run, another number of processes or (map-style) of workers draw the same
+    masks and crops for the same sample at the same step.
     """
 
     def __init__(
@@ -87,6 +93,23 @@ class MaskingCollator:
         return self._generator
 
     def _pixel_values(self, example) -> torch.Tensor | None:
+        position = example.get(SAMPLE_POSITION_KEY)
+        if position is None:
+            return self._decode_and_transform(example)
+        with torch.random.fork_rng(devices=[]):  # the transform draws from the global generator
+            torch.manual_seed(sample_seed(self.seed, position))
+            return self._decode_and_transform(example)
+
+    def _masks(self, examples: list[dict]) -> torch.BoolTensor:
+        positions = [example.get(SAMPLE_POSITION_KEY) for example in examples]
+        if any(position is None for position in positions):
+            return self.mask_generator(len(examples), generator=self.generator())
+        return torch.cat([
+            self.mask_generator(1, generator=torch.Generator().manual_seed(sample_seed(self.seed, (*position, 1))))
+            for position in positions
+        ])
+
+    def _decode_and_transform(self, example) -> torch.Tensor | None:
         if "pixel_values" in example:
             return torch.as_tensor(example["pixel_values"])
         if self.image_column not in example:
@@ -113,7 +136,7 @@ class MaskingCollator:
             )
         batch = {
             "pixel_values": torch.stack(pixel_values),
-            "bool_masked_pos": self.mask_generator(len(pixel_values), generator=self.generator()),
+            "bool_masked_pos": self._masks(kept),
         }
         for column, key in self.extra_columns.items():
             batch[key] = torch.tensor([example[column] for example in kept])

@@ -7,6 +7,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import TrainerCallback
 
 from ..data import SkippedImageCounter
+from .optimization import base_learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -46,5 +47,6 @@ class ResumedScheduleCallback(TrainerCallback):
             group["lr"] = learning_rate
         logger.warning(
             "Resumed at step %d of a %d-step schedule: learning rate %.4g from this step on (the checkpoint's "
-            "schedule had reached %.4g).", state.global_step, state.max_steps, scheduled[0], restored[0],
+            "schedule had reached %.4g).", state.global_step, state.max_steps,
+            base_learning_rate(optimizer, scheduled[0]), base_learning_rate(optimizer, restored[0]),
         )

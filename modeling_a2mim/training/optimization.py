@@ -69,6 +69,13 @@ def build_parameter_groups(
     return list(groups.values())
 
 
+def base_learning_rate(optimizer, first_group_rate: float) -> float:
+    """The base learning rate (multiplier 1) when the optimizer's first group runs at `first_group_rate`: every group's
+    rate is the base rate times its `lr_multiplier` (`build_parameter_groups`; schedules scale all groups alike)."""
+    multiplier = optimizer.param_groups[0].get("lr_multiplier", 1.0) if optimizer.param_groups else 1.0
+    return first_group_rate / multiplier if multiplier else first_group_rate
+
+
 def get_warmup_step_schedule(optimizer, num_warmup_steps: int, num_training_steps: int, decay_at: float,
                              gamma: float = 0.1) -> LambdaLR:
     """Linear warmup, then constant, then x`gamma` from step `decay_at * num_training_steps` (the ViT recipe decays

@@ -9,7 +9,8 @@ from transformers.utils import logging
 
 from ..data import SkippedImageCounter
 from .callbacks import ResumedScheduleCallback, SkippedImagesCallback
-from .optimization import NO_DECAY_NAME_PARTS, build_parameter_groups, get_warmup_step_schedule
+from .divergence import DivergenceCallback
+from .optimization import NO_DECAY_NAME_PARTS, base_learning_rate, build_parameter_groups, get_warmup_step_schedule
 from .stream_position import StreamPositionCallback
 
 logger = logging.get_logger(__name__)
@@ -44,6 +45,8 @@ class A2MIMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.skipped_images = skipped_images
         self.add_callback(ResumedScheduleCallback())
+        self.add_callback(DivergenceCallback())
+        self.resumed_at_max_steps = False
         if skipped_images is not None:
             self.add_callback(SkippedImagesCallback(skipped_images))
         self.lr_multiplier = lr_multiplier
@@ -66,7 +69,24 @@ class A2MIMTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.skipped_images is not None:
             logs["skipped_images"] = self.skipped_images.value
+        if "learning_rate" in logs and self.optimizer is not None:
+            # Trainer logs the first parameter group's rate (the mask token's x0.1 for the CNN recipes).
+            logs["learning_rate"] = base_learning_rate(self.optimizer, logs["learning_rate"])
+        if self.resumed_at_max_steps:
+            logs.pop("train_loss", None)  # no step was trained: Trainer's 0 is no loss
         super().log(logs, start_time)
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device):
+        """No batch once the run has reached `max_steps`: a run resumed from its last checkpoint (killed before its
+        final save) only finishes, where Trainer would train one step more."""
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            if not self.resumed_at_max_steps:
+                logger.warning(f"The checkpoint is at the run's last step ({self.state.global_step} of "
+                               f"{self.state.max_steps}): training nothing, only writing the final outputs.")
+            self.resumed_at_max_steps = True
+            self.control.should_training_stop = True
+            return [], None
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.eval_data_collator is None:
