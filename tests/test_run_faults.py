@@ -19,9 +19,13 @@ from safetensors.torch import load_file
 
 import run_finetuning
 import run_pretraining
+from modeling_a2mim import BlockMaskGenerator
+from modeling_a2mim.data.collator import MaskingCollator
+from modeling_a2mim.data.sample_positions import SAMPLE_POSITION_KEY, with_sample_positions
+from modeling_a2mim.data.transforms import PretrainingTransform
 from modeling_a2mim.training.divergence import DivergenceCallback
 
-from .pretraining_data import write_parquet
+from .pretraining_data import textured_image, write_parquet
 from .resume_pair import RESUME_STEP, run_pair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +46,23 @@ def assert_resumed_like_uninterrupted(folder: Path) -> None:
     # Steps 7-8 were trained again after resuming from checkpoint-6 (steps 1-6 come from its log history).
     for step in range(RESUME_STEP + 1, 9):
         assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-6, abs=1e-7), step
+
+
+def test_a_sample_s_mask_and_crop_depend_on_the_seed_and_its_position_only(monkeypatch):
+    dataset = with_sample_positions([{"image": textured_image(i, 40)} for i in range(6)])
+    collator = MaskingCollator(BlockMaskGenerator(32, 8, 0.6), PretrainingTransform(32), seed=3)
+    batch = collator([dataset[i] for i in range(6)])
+    assert dataset[4][SAMPLE_POSITION_KEY] == (0, 4)
+    # Sample 4 alone, in another process (rank 1), after other draws: the same mask and crop.
+    monkeypatch.setenv("RANK", "1")
+    torch.rand(5)
+    alone = MaskingCollator(BlockMaskGenerator(32, 8, 0.6), PretrainingTransform(32), seed=3)([dataset[4]])
+    assert torch.equal(alone["bool_masked_pos"][0], batch["bool_masked_pos"][4])
+    assert torch.equal(alone["pixel_values"][0], batch["pixel_values"][4])
+    dataset.set_epoch(1)  # another epoch: new draws
+    next_epoch = collator([dataset[i] for i in range(6)])["bool_masked_pos"]
+    assert not torch.equal(next_epoch, batch["bool_masked_pos"])
+    assert len({tuple(mask.flatten().tolist()) for mask in batch["bool_masked_pos"]}) == 6  # distinct per sample
 
 
 # Map-style, 14 samples: 7 steps per epoch, so the resumed run skips 6 batches, then crosses into epoch 1. Streamed, 10
@@ -83,7 +104,8 @@ def test_a_finished_run_stays_finished_and_a_run_killed_before_its_final_save_on
     for _ in range(2):
         with caplog.at_level(logging.WARNING):
             again = run_pretraining.main(["--output_dir", str(out), *SIX_STEPS])
-        assert again == json.loads((out / "all_results.json").read_text()) and again["final_loss"] == first["final_loss"]
+        assert again == json.loads((out / "all_results.json").read_text())
+        assert again["final_loss"] == first["final_loss"]
         assert folder_digest(out) == before  # nothing trained, nothing written: checkpoint-7 used to appear
     assert f"The run in {out} is complete (step 6 of --max_steps 6): nothing to train" in caplog.text
 

@@ -48,7 +48,8 @@ class PositionedDataset(Dataset):
             examples = self.dataset.__getitems__(indices)
         else:
             examples = [self.dataset[index] for index in indices]
-        return [{**example, SAMPLE_POSITION_KEY: (self.epoch, int(index))} for example, index in zip(examples, indices)]
+        return [{**example, SAMPLE_POSITION_KEY: (self.epoch, int(index))}
+                for example, index in zip(examples, indices)]
 
 
 class PositionedStream(IterableDataset):

@@ -51,7 +51,7 @@ def finished_run_results(training_args) -> dict | None:
         return None
     logger.warning(
         f"The run in {output_dir} is complete (step {step} of {length}): nothing to train, its final model and files "
-        "are left as they are. To train longer, rerun with a larger --max_steps or --num_train_epochs (it resumes from "
-        "the last checkpoint on the new schedule)."
+        "are left as they are. To train longer, rerun with a larger --max_steps or --num_train_epochs (it resumes "
+        "from the last checkpoint on the new schedule)."
     )
     return _read_json(os.path.join(output_dir, "all_results.json")) or {}

@@ -37,6 +37,9 @@ class A2MIMTrainer(Trainer):
     finished run extended with a larger `--max_steps` continues on the new schedule. A streamed (length-less)
     training set resumes where it stopped: a `StreamPositionCallback` records the pass and
     the batches trained in it, and a resumed run re-reads that pass (same seed, same order) and skips those batches.
+    A run resumed from a checkpoint at `max_steps` trains nothing (`get_batch_samples`) and only finishes. A
+    `DivergenceCallback` stops a run at its first non-finite gradient, and the logged `learning_rate` is the base
+    rate, not the first parameter group's.
     """
 
     def __init__(self, *args, lr_multiplier: Callable[[str], float] | None = None,
