@@ -129,11 +129,13 @@ def test_finetuning_model_card_shows_the_reference_batch_and_the_learning_rate_u
         run_finetuning.write_finetuning_card(
             args, SimpleNamespace(source_description="data", train_samples_per_class=None, dataset_name=None),
             SimpleNamespace(model_name_or_path="./a2mim", model_preset=None), effective, {}, "ResNetForImageClassification",
+            "./a2mim/preprocessor_config.json",
         )
         card = (tmp_path / "README.md").read_text()
         assert "reference_batch_size | 0" not in card and "reference_batch_size | None" not in card
         assert reference is None or reference in card
     assert f"| learning rate used | {args.learning_rate:.4g} |" in card
+    assert "| image statistics | ./a2mim/preprocessor_config.json |" in card
 
 
 def test_a_bad_recipe_knob_is_a_one_line_error(tmp_path):
