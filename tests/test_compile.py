@@ -1,5 +1,6 @@
 """`torch.compile` of the A2MIM models: one graph per forward (no break from our hooks), eager losses and gradients."""
 
+import json
 import threading
 
 import pytest
@@ -122,3 +123,31 @@ def test_two_threads_with_two_models_and_different_masks_never_mix():
     for result, reference in zip(results, expected):
         assert torch.equal(result, reference)
     assert not torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("preset", ["vit-micro", "resnet-micro", "convnext-micro"])
+def test_scripts_train_compiled(preset, tmp_path):
+    # `aot_eager` keeps this in seconds; the scripts' default backend (inductor) was run by hand for the three presets
+    # (`run_pretraining.py --torch_compile`, 3 steps, finite losses).
+    import sys
+    from unittest import mock
+
+    import run_finetuning
+    import run_pretraining
+
+    compile_args = ["--torch_compile", "--torch_compile_backend", "aot_eager", "--use_cpu", "--max_steps", "2",
+                    "--per_device_train_batch_size", "4", "--max_train_samples", "8", "--save_strategy", "no",
+                    "--dataloader_num_workers", "0", "--report_to", "none"]
+    pretrained = tmp_path / "pretrained"
+    torch._dynamo.utils.counters.clear()
+    metrics = run_pretraining.main(["--output_dir", str(pretrained), "--model_preset", preset, *compile_args])
+    assert 0 < metrics["train_loss"] < float("inf")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the step did run compiled
+    torch._dynamo.utils.counters.clear()
+    argv = ["run_finetuning.py", "--output_dir", str(tmp_path / "finetuned"), "--model_name_or_path", str(pretrained),
+            "--do_train", *compile_args]
+    with mock.patch.object(sys, "argv", argv):
+        run_finetuning.main()
+    results = json.loads((tmp_path / "finetuned" / "train_results.json").read_text())
+    assert 0 < results["train_loss"] < float("inf")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
