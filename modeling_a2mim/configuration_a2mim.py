@@ -119,8 +119,14 @@ class A2MIMConfig(PreTrainedConfig):
                 f"backbone_config has model_type={backbone_type!r}, which A2MIM does not support; "
                 f"use one of {list(SUPPORTED_BACKBONES)} (BeitConfig, ViTConfig, ResNetConfig or ConvNextConfig)."
             )
+        # `PreTrainedConfig.__post_init__` sets the attention implementation on every sub-config, to `None` (the
+        # default) when none is asked of this config; keep the backbone config's own choice (e.g.
+        # `BeitConfig(attn_implementation="eager")`) unless this config asks for one, as composite models do.
+        backbone_attention = self._backbone_attn_implementation(self.backbone_config)
         super().__post_init__(**kwargs)
         self._check_backbone_sizes()
+        if kwargs.get("attn_implementation") is None and backbone_attention is not None:
+            self.backbone_config._attn_implementation_internal = backbone_attention
         if self.is_vit_family:
             backbone_size = self.backbone_config.image_size
             if self.image_size is None:
@@ -139,6 +145,12 @@ class A2MIMConfig(PreTrainedConfig):
         if isinstance(backbone_config, dict):
             return backbone_config.get("model_type", "beit")
         return getattr(backbone_config, "model_type", type(backbone_config).__name__)
+
+    @staticmethod
+    def _backbone_attn_implementation(backbone_config) -> str | None:
+        if isinstance(backbone_config, dict):
+            return backbone_config.get("attn_implementation", backbone_config.get("_attn_implementation_internal"))
+        return getattr(backbone_config, "_attn_implementation", None)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "A2MIMConfig":

@@ -8,7 +8,7 @@ PixelShuffle decoder trained by a spatial and a Fourier loss.
 
 import copy
 import math
-from contextvars import ContextVar
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -118,7 +118,7 @@ class A2MIMPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, A2MIMModel):
+        if isinstance(module, A2MIMModel) and module.mask_token is not None:
             init.trunc_normal_(module.mask_token, std=std)
             if module.mask_gamma is not None:
                 init.constant_(module.mask_gamma, self.config.mask_gamma_init)
@@ -197,9 +197,24 @@ class _MaskedCall:
     final_norm_input: torch.Tensor | None = None
 
 
-# The call in progress, per thread and context (as transformers' own output capture does), so that hooks registered
-# once on the shared encoder never see another call's mask. It is set and reset around the encoder call.
-_ACTIVE_CALL: ContextVar["_MaskedCall | None"] = ContextVar("a2mim_masked_call", default=None)
+class _ActiveCalls(threading.local):
+    """The `A2MIMModel.forward` call in progress in this thread (`None` outside one).
+
+    Thread-local, so that hooks registered once on the shared encoder never see another thread's mask, and each hook
+    checks `call.model is self`, so that another model's call (even one nested in this one) never reaches them. The
+    forward sets it around the encoder call and restores the previous value in `finally` (a clean state after an
+    exception). A plain attribute of a thread-local object, unlike a `ContextVar`, is traced by `torch.compile` as an
+    ordinary attribute mutation: no graph break, the mask flows through the compiled graph as a tensor, and the
+    restore runs as a replayed side effect.
+    """
+
+    def __init__(self):
+        # Runs once per thread (on its first access). An instance attribute, not a class default: dynamo guards on
+        # the instance's `__dict__`, which a class default leaves without the key until the first call sets it.
+        self.call: _MaskedCall | None = None
+
+
+_ACTIVE = _ActiveCalls()
 
 
 class A2MIMModel(A2MIMPreTrainedModel):
@@ -211,33 +226,38 @@ class A2MIMModel(A2MIMPreTrainedModel):
     (the stem for `k = 0`).
     """
 
-    def __init__(self, config: A2MIMConfig):
+    def __init__(self, config: A2MIMConfig, add_mask_token: bool = True):
+        r"""
+        add_mask_token (`bool`, *optional*, defaults to `True`):
+            Whether to build the mask token (and its `gamma`) and the hook that applies it. The classifier builds none:
+            it never masks, and a parameter without a gradient breaks DDP without `find_unused_parameters`.
+        """
         super().__init__(config)
         self.encoder = build_encoder(config.backbone_config)
-        channels = config.mask_layer_channels
-        shape = (1, 1, channels) if config.is_vit_family else (1, channels, 1, 1)
-        self.mask_token = nn.Parameter(torch.zeros(shape))
-        self.mask_gamma = (
-            nn.Parameter(torch.full(shape, float(config.mask_gamma_init))) if config.mask_gamma_init is not None else None
-        )
-        self._register_encoder_hooks()
+        self.mask_token = self.mask_gamma = None
+        if add_mask_token:
+            channels = config.mask_layer_channels
+            shape = (1, 1, channels) if config.is_vit_family else (1, channels, 1, 1)
+            self.mask_token = nn.Parameter(torch.zeros(shape))
+            if config.mask_gamma_init is not None:
+                self.mask_gamma = nn.Parameter(torch.full(shape, float(config.mask_gamma_init)))
+            self._register_mask_hook()
+        if config.is_vit_family:
+            # The input of the final norm (an identity in BEiT's mean-pooling form): the last block's tokens.
+            self.encoder.layernorm.register_forward_pre_hook(self._capture_final_norm_input)
         self.post_init()
 
-    def _register_encoder_hooks(self) -> None:
+    def _register_mask_hook(self) -> None:
         encoder, layer, family = self.encoder, self.config.mask_layer, self.config.family
         if family == "resnet":
             encoder.encoder.stages[layer].register_forward_pre_hook(self._mask_stage_input)
-            return
-        if family == "convnext":
+        elif family == "convnext":
             downsampling = encoder.embeddings if layer == 0 else encoder.encoder.stages[layer].downsampling_layer[-1]
             downsampling.register_forward_hook(self._mask_downsampling_output)
-            return
-        if layer == 0:
+        elif layer == 0:
             encoder.embeddings.patch_embeddings.register_forward_hook(self._mask_patch_embeddings)
         else:
             encoder.layers[layer].register_forward_pre_hook(self._mask_block_input)
-        # The input of the final norm (an identity in BEiT's mean-pooling form): the last block's tokens.
-        encoder.layernorm.register_forward_pre_hook(self._capture_final_norm_input)
 
     def get_input_embeddings(self) -> nn.Module:
         """The patch embedding (ViT-like) or the stem (CNN) of the stock encoder."""
@@ -260,9 +280,13 @@ class A2MIMModel(A2MIMPreTrainedModel):
             features = features * (1 - mask) + self.mask_gamma * features * mask
         return features + self.mask_token * mask
 
+    def _active_call(self) -> _MaskedCall | None:
+        call = _ACTIVE.call
+        return call if call is not None and call.model is self else None
+
     def _active_mask(self) -> torch.Tensor | None:
-        call = _ACTIVE_CALL.get()
-        return call.bool_masked_pos if call is not None and call.model is self else None
+        call = self._active_call()
+        return None if call is None else call.bool_masked_pos
 
     def _masked_tokens(self, tokens: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
         """`(B, N, D)` patch tokens of a square grid with the mask token applied."""
@@ -296,8 +320,8 @@ class A2MIMModel(A2MIMPreTrainedModel):
         return None if bool_masked_pos is None else self._masked_feature_map(features, bool_masked_pos)
 
     def _capture_final_norm_input(self, module, args):
-        call = _ACTIVE_CALL.get()
-        if call is not None and call.model is self:
+        call = self._active_call()
+        if call is not None:
             call.final_norm_input = args[0]
 
     @can_return_tuple
@@ -324,8 +348,13 @@ class A2MIMModel(A2MIMPreTrainedModel):
             output_hidden_states = self.config.output_hidden_states
         if output_attentions is None:
             output_attentions = self.config.output_attentions
+        if bool_masked_pos is not None and self.mask_token is None:
+            raise ValueError(
+                "bool_masked_pos was given to an A2MIMModel built with add_mask_token=False (as the classifier's is): "
+                "it has no mask token. Build A2MIMModel(config) to mask."
+            )
         call = _MaskedCall(self, bool_masked_pos)
-        token = _ACTIVE_CALL.set(call)
+        outer_call, _ACTIVE.call = _ACTIVE.call, call
         try:
             outputs = self.encoder(
                 pixel_values,
@@ -335,7 +364,7 @@ class A2MIMModel(A2MIMPreTrainedModel):
                 **kwargs,
             )
         finally:
-            _ACTIVE_CALL.reset(token)
+            _ACTIVE.call = outer_call
         hidden_states = outputs.hidden_states
         if self.config.is_vit_family:
             final_norm = self._final_norm()
@@ -454,9 +483,13 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
         spatial_loss = self.spatial_loss(reconstruction, target, pixel_mask.to(reconstruction.dtype))
         if self.config.frequency_loss_weight > 0:
             frequency_loss = self.frequency_loss(reconstruction, target, pixel_mask)
+            loss = spatial_loss + self.config.frequency_loss_weight * frequency_loss
         else:
+            # Not `spatial_loss + 0 * zeros`: inductor (torch 2.14) folds that no-op away, and a loss that is then the
+            # same buffer as the detached `spatial_loss` output comes back without its autograd graph (compiled
+            # convnext-micro, whose recipe has no frequency term, failed at its first backward).
             frequency_loss = torch.zeros((), device=reconstruction.device)
-        loss = spatial_loss + self.config.frequency_loss_weight * frequency_loss
+            loss = spatial_loss
         return A2MIMMaskedImageModelingOutput(
             loss=loss,
             reconstruction=reconstruction,
@@ -470,12 +503,21 @@ class A2MIMForMaskedImageModeling(A2MIMPreTrainedModel):
 
 class A2MIMForImageClassification(A2MIMPreTrainedModel):
     """The encoder with the seeds' heads: linear layer on `pooler_output` (mean-pooled patch tokens + final norm
-    for ViT-like encoders, global average pooling for ResNet, its final LayerNorm for ConvNeXt)."""
+    for ViT-like encoders, global average pooling for ResNet, its final LayerNorm for ConvNeXt).
+
+    It never masks, so it has no mask token: loading a pretraining checkpoint drops the mask token, its gamma and the
+    pixel decoder without reporting them."""
+
+    _keys_to_ignore_on_load_unexpected = [
+        *A2MIMPreTrainedModel._keys_to_ignore_on_load_unexpected,
+        r"^a2mim\.mask_(token|gamma)$",
+        r"^decoder\.",
+    ]
 
     def __init__(self, config: A2MIMConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.a2mim = A2MIMModel(config)
+        self.a2mim = A2MIMModel(config, add_mask_token=False)
         hidden = config.encoder_hidden_size
         self.classifier = nn.Linear(hidden, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()

@@ -101,6 +101,12 @@ def test_save_and_load_through_auto_classes_give_identical_outputs(family, tmp_p
     classifier, info = AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=3, output_loading_info=True)
     assert isinstance(classifier, A2MIMForImageClassification)
     assert set(info["missing_keys"]) == {"classifier.weight", "classifier.bias"}
+    # It never masks: no mask token, and the pretraining-only weights are dropped without a report.
+    assert classifier.a2mim.mask_token is None and classifier.a2mim.mask_gamma is None
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert not [name for name, _ in classifier.named_parameters() if "mask_" in name]
+    with pytest.raises(ValueError, match="add_mask_token=False"):
+        classifier.a2mim(pixels, bool_masked_pos=mask)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import TrainerCallback
+from transformers import BeitConfig, BeitModel, TrainerCallback
 
-from modeling_a2mim import A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel, BlockMaskGenerator
-from modeling_a2mim.modeling_a2mim import _ACTIVE_CALL
+from modeling_a2mim import A2MIMConfig, A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel, BlockMaskGenerator
+from modeling_a2mim.modeling_a2mim import _ACTIVE
 
 from .helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
 
@@ -107,6 +107,29 @@ def test_attentions_are_the_stock_eager_attentions():
     assert len(classifier(pixels, output_attentions=True).attentions) == 2
 
 
+def test_the_backbone_configs_attention_choice_is_honoured():
+    backbone = tiny_vit_config().backbone_config.to_dict()
+    backbone.pop("model_type")
+    eager_backbone = BeitConfig(**backbone, attn_implementation="eager")
+    pixels, _ = _inputs(tiny_vit_config())
+    stock = BeitModel(eager_backbone).eval()
+    with torch.no_grad():
+        assert len(stock(pixels, output_attentions=True).attentions) == 2
+    for config in (
+        A2MIMConfig(backbone_config=eager_backbone, image_size=32, mask_patch_size=8),  # a config object
+        A2MIMConfig(backbone_config={"model_type": "beit", **backbone, "attn_implementation": "eager"},
+                    image_size=32, mask_patch_size=8),  # a dict
+        tiny_vit_config(attn_implementation="eager"),  # asked of the A2MIM config itself
+    ):
+        model = A2MIMModel(config).eval()
+        assert model.encoder.config._attn_implementation == "eager"
+        with torch.no_grad():
+            assert len(model(pixels, output_attentions=True).attentions) == 2
+    # A choice made on the A2MIM config wins over the backbone config's, as in transformers' composite models.
+    sdpa = A2MIMConfig(backbone_config=eager_backbone, image_size=32, mask_patch_size=8, attn_implementation="sdpa")
+    assert A2MIMModel(sdpa).encoder.config._attn_implementation == "sdpa"
+
+
 @pytest.mark.parametrize(
     "family, embedding", [("vit", "embeddings.patch_embeddings"), ("resnet", "embedder"), ("convnext", "embeddings")]
 )
@@ -125,7 +148,7 @@ def test_the_mask_is_reset_after_an_error_and_does_not_reach_other_threads():
         expected = model(pixels).last_hidden_state
         with pytest.raises(ValueError, match="channel dimension"):
             model(pixels[:, :2], bool_masked_pos=mask)  # two channels: the stock patch embedding fails mid-call
-        assert _ACTIVE_CALL.get() is None
+        assert _ACTIVE.call is None
         assert torch.equal(model(pixels).last_hidden_state, expected)
 
         # While a masked call runs, an unmasked call of the same model in another thread sees no mask.

@@ -85,8 +85,6 @@ class A2MIMCommonTests(ModelTesterMixin):
     make_config = None
     test_resize_embeddings = False  # image encoders have no token embeddings to resize
     test_torch_exportable = False  # the export mixin is not in the sdist (see the module docstring)
-    # The classifier keeps the pretraining mask token (so that A2MIM checkpoints load whole) but never uses it.
-    test_all_params_have_gradient = False
 
     def setUp(self):
         self.model_tester = A2MIMModelTester(type(self).make_config)
