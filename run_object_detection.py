@@ -103,7 +103,8 @@ def load_splits(data_args, training_args, hub_kwargs):
     train, eval_dataset = select_splits(dataset, data_args, training_args.seed, need_train=training_args.do_train)
     if training_args.do_eval and eval_dataset is None:
         raise ValueError("--do_eval needs an evaluation split: the data has no validation/test split; add "
-                         "--validation_dir (or --validation_files), or hold out a fraction with --train_val_split 0.1.")
+                         "--validation_dir (or --validation_files), or hold out a fraction with "
+                         "--train_val_split 0.1.")
     if data_args.streaming:
         return train, eval_dataset, image_column
     return (with_image_ids(train) if train is not None else None,
@@ -212,8 +213,9 @@ def write_detection_card(training_args, data_args, detector_args, start: str, pr
         "architecture": architecture,
         "initialization": start,
         "backbone protocol": protocol,
-        "reloading": "the DETR family freezes a ResNet backbone whole on every from_pretrained: call "
-                     "model.model.backbone.model.requires_grad_(True) before training it further",
+        "reloading": "AutoModelForObjectDetection.from_pretrained gives every backbone parameter requires_grad=True "
+                     "(transformers 5.24); a detector built from its config freezes a ResNet backbone whole: call "
+                     "model.model.backbone.model.requires_grad_(True) before training it",
         **{key: value for key, value in vars(detector_args).items() if key != "detector"},
         "image square size": data_args.image_square_size,
         "learning rate": training_args.learning_rate,

@@ -102,10 +102,11 @@ def load_detection_dataset(data_args: DetectionDataArguments, seed: int, cache_d
         return DatasetDict(splits)
     if any((data_args.dataset_name, data_args.train_dir, data_args.data_files, data_args.validation_dir,
             data_args.validation_files)):
-        return load_image_dataset(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-                                  train_dir=data_args.train_dir, validation_dir=data_args.validation_dir,
-                                  data_files=data_args.data_files, validation_files=data_args.validation_files,
-                                  streaming=data_args.streaming, cache_dir=cache_dir, token=token)
+        return load_image_dataset(
+            dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+            train_dir=data_args.train_dir, validation_dir=data_args.validation_dir, data_files=data_args.data_files,
+            validation_files=data_args.validation_files, streaming=data_args.streaming, cache_dir=cache_dir,
+            token=token)
     if data_args.streaming:
         raise ValueError("The embedded scenes are built in memory; drop --streaming.")
     size = data_args.scene_size
