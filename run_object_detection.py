@@ -86,10 +86,16 @@ class DetectorArguments:
 
 
 class DetectionTrainer(A2MIMTrainer):
-    """`A2MIMTrainer` for the DETR family, whose loss is a per-batch mean: Trainer must divide it by the accumulation
-    steps (it would not: the detectors take `**kwargs` and the batches hold `labels`)."""
+    """`A2MIMTrainer` for the DETR family. Its loss is a per-batch mean, so Trainer must divide it by the accumulation
+    steps (it would not: the detectors take `**kwargs` and the batches hold `labels`). The batches' `targets` (the
+    boxes as one padded tensor, the metric's `label_names`) are not a model input."""
 
     loss_is_scaled_for_ga = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = {key: value for key, value in inputs.items() if key != "targets"}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
 
 def load_splits(data_args, training_args, hub_kwargs):
@@ -135,6 +141,7 @@ def main(callbacks=()):
     setup_logging(training_args, logger)
     training_args.remove_unused_columns = False  # the batch transform needs the raw image and objects columns
     training_args.eval_do_concat_batches = False  # one box list per image: batches are not concatenated
+    training_args.label_names = ["targets"]  # the boxes as one padded tensor, which Trainer can gather (see collate)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
     if push_to_hub:
         check_hub_access(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)

@@ -178,10 +178,9 @@ def with_image_ids(dataset):
 
 
 def train_augmentation() -> v2.Compose:
-    """Joint image / box augmentation: horizontal flip, photometric distortion, then boxes clamped and empty ones
-    dropped (with their labels)."""
-    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomPhotometricDistort(p=0.5), v2.ClampBoundingBoxes(),
-                       v2.SanitizeBoundingBoxes(min_size=1)])
+    """Joint image / box augmentation: horizontal flip (DETR's; its multi-scale crops are left out), then boxes
+    clamped and empty ones dropped with their labels."""
+    return v2.Compose([v2.RandomHorizontalFlip(), v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1)])
 
 
 class DetectionBatchTransform:
@@ -232,16 +231,33 @@ class DetectionBatchTransform:
         return outputs
 
 
+PADDING = -100  # class id of the padding rows of `targets` (the value Trainer pads with across processes)
+
+
+def padded_targets(labels: list[dict]) -> torch.Tensor:
+    """The boxes of a batch as one tensor `(B, max objects, 5)`: rows `[class, cx, cy, w, h]` (normalized), padded with
+    `PADDING`. Unlike the per-image `labels` dicts (ragged), Trainer can gather it over processes for the metric."""
+    targets = torch.full((len(labels), max(1, *(len(label["class_labels"]) for label in labels)), 5), PADDING,
+                         dtype=torch.float32)
+    for row, label in enumerate(labels):
+        count = len(label["class_labels"])
+        targets[row, :count, 0] = label["class_labels"].float()
+        targets[row, :count, 1:] = label["boxes"].float()
+    return targets
+
+
 def collate_detection(examples: list[dict]) -> dict:
-    """`pixel_values` `(B, 3, S, S)`, `pixel_mask` `(B, S, S)` and `labels` (one dict per image), dropping images that
-    could not be decoded."""
+    """`pixel_values` `(B, 3, S, S)`, `pixel_mask` `(B, S, S)`, `labels` (one dict per image, for the loss) and
+    `targets` (`padded_targets`, for the metric), dropping images that could not be decoded."""
     examples = [example for example in examples if example["pixel_values"] is not None]
     if not examples:
         raise ValueError("Every image of a batch failed to decode; the data holds no readable images here (see the "
                          "warnings).")
+    labels = [example["labels"] for example in examples]
     return {
         "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
         "pixel_mask": torch.stack([example["pixel_mask"] for example in examples]),
-        "labels": [example["labels"] for example in examples],
+        "labels": labels,
+        "targets": padded_targets(labels),
     }
 

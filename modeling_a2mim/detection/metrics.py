@@ -7,6 +7,8 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_convert
 from transformers.utils import ModelOutput
 
+from .data import PADDING
+
 SUMMARY_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100")
 
 
@@ -38,7 +40,8 @@ def padded_size(image_processor) -> tuple[int, int]:
 
 
 class DetectionMetrics:
-    """`compute_metrics` for `Trainer(eval_do_concat_batches=False)`: post-processes each batch's `logits` and
+    """`compute_metrics` for `Trainer(eval_do_concat_batches=False, label_names=["targets"])` (`padded_targets`,
+    which Trainer gathers over processes): post-processes each batch's `logits` and
     `pred_boxes` with the detector's image processor (every query kept, `threshold=0`, as COCO evaluation ranks them)
     and compares them with the targets, both in pixels of the padded input (the frame of the normalized boxes)."""
 
@@ -59,7 +62,7 @@ class DetectionMetrics:
             for result in self.image_processor.post_process_object_detection(outputs, threshold=0.0,
                                                                              target_sizes=sizes, **extra):
                 predictions.append({key: result[key] for key in ("boxes", "scores", "labels")})
-            for target in batch_targets:
-                targets.append({"boxes": _absolute_xyxy(torch.as_tensor(target["boxes"]), self.size),
-                                "labels": torch.as_tensor(target["class_labels"]).long()})
+            for target in torch.as_tensor(batch_targets):
+                target = target[target[:, 0] != PADDING]
+                targets.append({"boxes": _absolute_xyxy(target[:, 1:], self.size), "labels": target[:, 0].long()})
         return coco_metrics(predictions, targets, self.id2label)
