@@ -65,6 +65,11 @@ class DetectorArguments:
     decoder_layers: int = field(default=6, metadata={"help": "Transformer decoder layers."})
     attention_heads: int = field(default=8, metadata={"help": "Attention heads of encoder and decoder."})
     ffn_dim: int = field(default=2048, metadata={"help": "Feed-forward width of encoder and decoder."})
+    auxiliary_loss: bool = field(
+        default=True,
+        metadata={"help": "Decoding losses at every decoder layer, as the DETR papers train (transformers' default "
+                          "is off); --no_auxiliary_loss turns them off."},
+    )
     freeze_backbone_stages: int = field(
         default=-1,
         metadata={"help": "Backbone stages that do not train (mmdet's frozen_stages): -1 none (the MoCo / SparK / "
@@ -82,7 +87,7 @@ class DetectorArguments:
 
     def size(self) -> DetectorSize:
         return DetectorSize(self.num_queries, self.d_model, self.encoder_layers, self.decoder_layers,
-                            self.attention_heads, self.ffn_dim)
+                            self.attention_heads, self.ffn_dim, self.auxiliary_loss)
 
 
 class DetectionTrainer(A2MIMTrainer):

@@ -104,7 +104,7 @@ def apply_backbone_freezing(model: PreTrainedModel, freeze_stages: int = -1) -> 
 
 @dataclass
 class DetectorSize:
-    """The detector's transformer (DETR's defaults: 256 wide, 6 + 6 layers, 8 heads, 2048 FFN)."""
+    """The detector's transformer (DETR's defaults: 256 wide, 6 + 6 layers, 8 heads, 2048 FFN, auxiliary losses)."""
 
     num_queries: int = 100
     d_model: int = 256
@@ -112,9 +112,11 @@ class DetectorSize:
     decoder_layers: int = 6
     attention_heads: int = 8
     ffn_dim: int = 2048
+    auxiliary_loss: bool = True  # the DETR papers' decoding losses at every decoder layer (transformers: off)
 
     def config_kwargs(self) -> dict:
         return {
+            "auxiliary_loss": self.auxiliary_loss,
             "num_queries": self.num_queries, "d_model": self.d_model, "encoder_layers": self.encoder_layers,
             "decoder_layers": self.decoder_layers, "encoder_attention_heads": self.attention_heads,
             "decoder_attention_heads": self.attention_heads, "encoder_ffn_dim": self.ffn_dim,
