@@ -116,8 +116,6 @@ def load_splits(data_args, training_args, hub_kwargs):
         raise ValueError("--do_eval needs an evaluation split: the data has no validation/test split; add "
                          "--validation_dir (or --validation_files), or hold out a fraction with "
                          "--train_val_split 0.1.")
-    if data_args.streaming:
-        return train, eval_dataset, image_column
     return (with_image_ids(train) if train is not None else None,
             with_image_ids(eval_dataset) if eval_dataset is not None else None, image_column)
 
@@ -157,8 +155,8 @@ def main(callbacks=()):
     labels = category_names(train_dataset) if training_args.do_train else None
     model, image_processor, start, new_keys = load_model(model_args, detector_args, data_args, labels)
     protocol = apply_backbone_freezing(model, detector_args.freeze_backbone_stages)
-    logger.info("Detector: %s from %s; backbone keys left new: %s; %s.", type(model).__name__, start,
-                new_keys or "none", protocol)
+    logger.warning("Detector: %s from %s; backbone keys left new: %s; %s.", type(model).__name__, start,
+                   new_keys or "none", protocol)  # a warning so that the default log level shows it
     for split, dataset in (("train", train_dataset), ("eval", eval_dataset)):
         if dataset is not None:
             check_annotations(dataset, model.config.num_labels, split)

@@ -207,6 +207,8 @@ def test_a_finished_run_resumes_from_its_last_checkpoint(trained, caplog):
         run_script("--model_name_or_path", str(root / "a2mim"), "--output_dir", str(output), "--do_train",
                    "--max_steps", "6", "--save_steps", "2", *SCRIPT_ARGS)
     assert f"Resuming from {output / 'checkpoint-4'}" in caplog.text
+    assert "Detector: ConditionalDetrForObjectDetection from the encoder of the A2MIM checkpoint" in caplog.text
+    assert "every stage trains (12 of 12 backbone parameter tensors train)" in caplog.text
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 6
 
@@ -269,3 +271,10 @@ def test_coco_folders_are_read_with_their_category_names(tmp_path):
     assert dataset[0]["objects"] == {"bbox": [[1.0, 2.0, 10.0, 8.0]], "category": [1], "area": [80.0]}
     assert dataset[0]["image_id"] == 5 and dataset[0]["image"].size == (32, 24)
 
+
+
+def test_streaming_is_refused_with_one_line():
+    from modeling_a2mim.detection.data import DetectionDataArguments, load_detection_dataset
+
+    with pytest.raises(ValueError, match="reads map-style data.*drop --streaming"):
+        load_detection_dataset(DetectionDataArguments(streaming=True), seed=0)

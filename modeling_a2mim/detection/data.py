@@ -89,10 +89,13 @@ def load_detection_dataset(data_args: DetectionDataArguments, seed: int, cache_d
     `annotations.json`), any source `load_image_dataset` reads (an image folder with a `metadata.jsonl`, parquet,
     `save_to_disk` folders, Hub datasets), or with none the embedded scenes (train scenes from Fashion-MNIST training
     images, evaluation scenes from held-out ones, drawn with `seed`)."""
+    if data_args.streaming:
+        raise ValueError("run_object_detection.py reads map-style data (its annotations are checked before "
+                         "training); drop --streaming.")
     if _coco_folder(data_args.train_dir) or _coco_folder(data_args.validation_dir):
-        if data_args.dataset_name or data_args.data_files or data_args.validation_files or data_args.streaming:
+        if data_args.dataset_name or data_args.data_files or data_args.validation_files:
             raise ValueError("COCO folders (--train_dir / --validation_dir with annotations.json) go without "
-                             "--dataset_name, --data_files, --validation_files and --streaming.")
+                             "--dataset_name, --data_files and --validation_files.")
         splits = {}
         for split, folder in (("train", data_args.train_dir), ("validation", data_args.validation_dir)):
             if folder:
@@ -105,10 +108,7 @@ def load_detection_dataset(data_args: DetectionDataArguments, seed: int, cache_d
         return load_image_dataset(
             dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
             train_dir=data_args.train_dir, validation_dir=data_args.validation_dir, data_files=data_args.data_files,
-            validation_files=data_args.validation_files, streaming=data_args.streaming, cache_dir=cache_dir,
-            token=token)
-    if data_args.streaming:
-        raise ValueError("The embedded scenes are built in memory; drop --streaming.")
+            validation_files=data_args.validation_files, cache_dir=cache_dir, token=token)
     size = data_args.scene_size
     return DatasetDict({"train": scene_dataset("train", data_args.num_train_scenes, size, seed).remove_columns(
                             "annotation"),
@@ -125,11 +125,11 @@ def category_names(dataset) -> list[str]:
     inner = getattr(category, "feature", None)
     if isinstance(inner, ClassLabel):
         return list(inner.names)
-    if isinstance(dataset, Dataset) and "category" in (feature or {}):
-        largest = max((max(objects["category"], default=-1) for objects in dataset["objects"]), default=-1)
-        return [str(index) for index in range(largest + 1)]
-    raise ValueError("The objects' category is not a ClassLabel, so the class names are unknown here (streamed "
-                     "data): give the data with a ClassLabel category feature.")
+    if "category" not in (feature or {}):
+        raise ValueError(f"The objects have no 'category' (they have {list(feature or {})}); detection needs "
+                         "objects={bbox, category, area}.")
+    largest = max((max(objects["category"], default=-1) for objects in dataset["objects"]), default=-1)
+    return [str(index) for index in range(largest + 1)]
 
 
 def _missing_objects(dataset) -> str:
@@ -151,11 +151,9 @@ def check_boxes_inside(boxes, width: float, height: float, image_id) -> None:
 
 def check_annotations(dataset, num_labels: int, split: str) -> None:
     """Before training: every example has `objects` with one 4-number box and one category in `0..num_labels-1` per
-    object. (Boxes are checked against their image when it is decoded.) Map-style datasets only."""
+    object. (Boxes are checked against their image when it is decoded.)"""
     if "objects" not in (dataset.column_names or []):
         raise ValueError(f"The {split} split: " + _missing_objects(dataset))
-    if not isinstance(dataset, Dataset):
-        return
     image_ids = dataset["image_id"] if "image_id" in dataset.column_names else range(len(dataset))
     for image_id, objects in zip(image_ids, dataset["objects"]):
         boxes, categories = objects.get("bbox"), objects.get("category")
