@@ -278,3 +278,17 @@ def test_streaming_is_refused_with_one_line():
 
     with pytest.raises(ValueError, match="reads map-style data.*drop --streaming"):
         load_detection_dataset(DetectionDataArguments(streaming=True), seed=0)
+
+
+def test_an_image_folder_with_metadata_jsonl_is_read_with_its_objects(tmp_path):
+    from modeling_a2mim.detection.data import DetectionDataArguments, category_names, load_detection_dataset
+
+    rows = []
+    for index in range(2):
+        PIL.Image.new("RGB", (20, 20)).save(tmp_path / f"{index}.png")
+        rows.append({"file_name": f"{index}.png", "image_id": index,
+                     "objects": {"bbox": [[1.0, 1.0, 5.0, 5.0]], "category": [index * 2], "area": [25.0]}})
+    (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    train = load_detection_dataset(DetectionDataArguments(train_dir=str(tmp_path)), seed=0)["train"]
+    assert sorted(example["objects"]["category"][0] for example in train) == [0, 2]
+    assert category_names(train) == ["0", "1", "2"]  # integer categories without names: ids up to the largest
