@@ -11,10 +11,7 @@ without this package.
 
 import logging
 import os
-import sys
 
-import datasets
-import transformers
 from transformers import TrainingArguments, set_seed
 
 from modeling_a2mim.data import SkippedImageCounter
@@ -44,7 +41,7 @@ from modeling_a2mim.finetuning.transforms import (
 )
 from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
-from modeling_a2mim.training.cli import parse_script_arguments, run_main
+from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
 from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.finished_run import finished_run_results
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
@@ -52,19 +49,6 @@ from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.output_lock import lock_output_dir
 
 logger = logging.getLogger(__name__)
-
-
-def setup_logging(training_args: TrainingArguments) -> None:
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for library_logger in (logger, logging.getLogger("modeling_a2mim")):
-        library_logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
 
 
 def with_transform(dataset, transform: ClassificationBatchTransform, streaming: bool):
@@ -135,7 +119,7 @@ def main(callbacks=()):
     model_args, data_args, recipe_args, training_args, given = parse_script_arguments(
         (ModelArguments, FinetuningDataArguments, RecipeArguments, TrainingArguments)
     )
-    setup_logging(training_args)
+    setup_logging(training_args, logger)
     training_args.remove_unused_columns = False  # the batch transform needs the raw image and label columns
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
     if push_to_hub:

@@ -24,6 +24,8 @@ setup(
         "pyyaml>=6",
         "timm>=1.0",
         "scikit-learn>=1.3",
+        "torchmetrics>=1.4",  # COCO mAP of run_object_detection.py (MeanAveragePrecision) ...
+        "pycocotools>=2.0.7",  # ... with the pycocotools backend
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboard>=2.15", "parameterized>=0.9"],

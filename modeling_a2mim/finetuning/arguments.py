@@ -1,12 +1,12 @@
 """Arguments of `run_finetuning.py` / `run_linear_probe.py`, and how a recipe fills the flags a user did not give."""
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
 from ..training.arguments import DataArguments
-from ..training.recipes import apply_recipe
+from ..training.recipes import with_overrides
 from .recipes import RECIPES, FinetuningRecipe, get_recipe
 
 logger = logging.getLogger(__name__)
@@ -112,16 +112,7 @@ def resolve_recipe(
     global batch (`--scale_learning_rate`, default on). The returned recipe keeps its own learning rate and reference
     batch; `training_args.learning_rate` holds the one used.
     """
-    recipe = get_recipe(recipe_args.recipe)
-    recipe_fields = {f.name for f in fields(FinetuningRecipe)}
-    overrides = {
-        f.name: getattr(recipe_args, f.name)
-        for f in fields(RecipeArguments)
-        if f.name in recipe_fields and getattr(recipe_args, f.name) is not None
-    }
-    overrides.update({recipe_field: getattr(training_args, flag) for flag, recipe_field in _TRAINING_FLAGS.items()
-                      if flag in given})
-    effective = replace(recipe, **overrides)
-    applied = apply_recipe(training_args, effective, given, scale_learning_rate=recipe_args.scale_learning_rate)
+    effective, applied = with_overrides(get_recipe(recipe_args.recipe), recipe_args, training_args, given,
+                                        _TRAINING_FLAGS, scale_learning_rate=recipe_args.scale_learning_rate)
     logger.info("Fine-tuning recipe %s (effective): %s; set %s", effective.name, effective.to_dict(), applied)
     return effective

@@ -109,14 +109,33 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
         if "corresponds to no data" not in str(error):  # `datasets`' message for a split without examples
             raise
         raise ValueError(f"{EMPTY_MESSAGE} ({data_args.source_description}).") from error
+    eval_name = _eval_split_name(dataset, need_train)
+    train = dataset.get("train")
+    image_column = find_image_column(train if train is not None else dataset[eval_name], data_args.image_column_name)
+    dataset = {name: without_image_decoding(split, image_column) for name, split in dataset.items()
+               if name in ("train", eval_name)}
+    train, eval_dataset = select_splits(dataset, data_args, seed, need_train)
+    return train, eval_dataset, image_column
+
+
+def _eval_split_name(dataset, need_train: bool) -> str | None:
+    """The evaluation split's name in `dataset` (`EVAL_SPLIT_NAMES` order), or `None`; a `ValueError` when the train
+    split is missing but needed (or nothing is left to evaluate)."""
     eval_name = next((name for name in EVAL_SPLIT_NAMES if name in dataset), None)
     if "train" not in dataset and (need_train or eval_name is None):
         raise ValueError(f"The data source has no 'train' split (it has {list(dataset)}); give training data with "
                          "--dataset_name, --train_dir or --data_files.")
+    return eval_name
+
+
+def select_splits(dataset, data_args: DataArguments, seed: int, need_train: bool = True):
+    """`(train or None, eval or None)` of a loaded `{split: dataset}`: the eval split is the source's `validation`
+    (or `valid`, `val`, `test`) split, else `train_val_split` of the training data when that is set; then
+    `max_train_samples` / `max_eval_samples`, the empty-split checks and the shuffle of a streamed training set (see
+    `prepare_splits`). Shared by the scripts whose data is not a single image column (segmentation)."""
+    eval_name = _eval_split_name(dataset, need_train)
     train = dataset.get("train")
-    image_column = find_image_column(train if train is not None else dataset[eval_name], data_args.image_column_name)
-    train = without_image_decoding(train, image_column) if train is not None else None
-    eval_dataset = without_image_decoding(dataset[eval_name], image_column) if eval_name else None
+    eval_dataset = dataset[eval_name] if eval_name else None
 
     if eval_dataset is None and data_args.train_val_split:
         if data_args.streaming:
@@ -138,7 +157,7 @@ def prepare_splits(data_args: DataArguments, seed: int, cache_dir: str | None = 
         _check_not_empty(eval_dataset, "eval", data_args.streaming)
     if train is not None and data_args.streaming:
         train = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
-    return train, eval_dataset, image_column
+    return train, eval_dataset
 
 
 def _first(dataset, n: int, streaming: bool):

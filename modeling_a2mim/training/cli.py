@@ -3,11 +3,14 @@ clear line."""
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
+import datasets
 import torch
+import transformers
 from transformers import HfArgumentParser
 
 
@@ -26,6 +29,21 @@ def run_main(main, script_name: str) -> None:
         # (a rank exiting with live gloo threads aborts with "terminate called without an active exception").
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def setup_logging(training_args, script_logger: logging.Logger) -> None:
+    """Log to stdout at the process's log level (`--log_level`, `--log_level_replica`) for the script's logger, this
+    package, `datasets` and `transformers`."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for library_logger in (script_logger, logging.getLogger("modeling_a2mim")):
+        library_logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
 
 
 def flags_from_file(path: str) -> list[str]:

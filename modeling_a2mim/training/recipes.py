@@ -7,6 +7,7 @@ batch 2048; the table keeps the learning rate per 512 images, scaled linearly). 
 `python -m modeling_a2mim.training.recipes` prints the README's pretraining recipe table from this data.
 """
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 
@@ -71,6 +72,20 @@ def apply_recipe(training_args, recipe: Recipe, explicit: set[str], scale_learni
     for name, value in applied.items():
         setattr(training_args, name, value)
     return applied
+
+
+def with_overrides(recipe: Recipe, recipe_args, training_args, given: set[str], training_flags: dict[str, str],
+                   scale_learning_rate: bool = True) -> tuple[Recipe, dict]:
+    """`(effective recipe, {TrainingArguments field: value set})`: `recipe` with the user's overrides (every field of
+    the `recipe_args` dataclass that is also a recipe field and not `None`, and each TrainingArguments flag of
+    `training_flags` (flag -> recipe field) that is in `given`), then applied to `training_args` by `apply_recipe`.
+    Shared by the fine-tuning and segmentation scripts."""
+    recipe_fields = {f.name for f in dataclasses.fields(recipe)}
+    overrides = {f.name: getattr(recipe_args, f.name) for f in dataclasses.fields(recipe_args)
+                 if f.name in recipe_fields and getattr(recipe_args, f.name) is not None}
+    overrides.update({field: getattr(training_args, flag) for flag, field in training_flags.items() if flag in given})
+    effective = dataclasses.replace(recipe, **overrides)
+    return effective, apply_recipe(training_args, effective, given, scale_learning_rate=scale_learning_rate)
 
 
 # ----- pretraining --------------------------------------------------------------------------------------------------
