@@ -32,7 +32,7 @@ def _label_kwargs(labels: list[str] | None) -> dict:
     }
 
 
-def _drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
+def drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
     if drop_path_rate is None:
         return {}
     field = _DROP_PATH_FIELD.get(model_type)
@@ -48,7 +48,7 @@ def _drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
 
 def _load_stock(path: str, labels, drop_path_rate, **hub_kwargs):
     config = AutoConfig.from_pretrained(path, **hub_kwargs)
-    kwargs = {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}
+    kwargs = {**_label_kwargs(labels), **drop_path_kwargs(config.model_type, drop_path_rate)}
     same_head = labels is not None and getattr(config, "id2label", None) and list(config.id2label.values()) == labels
     model = AutoModelForImageClassification.from_pretrained(
         path, ignore_mismatched_sizes=not same_head, **kwargs, **hub_kwargs
@@ -98,7 +98,7 @@ def _from_a2mim(a2mim: A2MIMModel, labels, drop_path_rate):
     and the ImageNet image processor at the A2MIM resolution."""
     encoder = a2mim.stock_encoder()
     config = encoder.config
-    for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}.items():
+    for key, value in {**_label_kwargs(labels), **drop_path_kwargs(config.model_type, drop_path_rate)}.items():
         setattr(config, key, value)
     classifier = AutoModelForImageClassification.from_config(config)
     classifier.base_model.load_state_dict(encoder.state_dict(), strict=True)
@@ -112,7 +112,7 @@ def _from_preset(name: str, labels, image_size, drop_path_rate):
         backbone.use_mean_pooling = True  # the fine-tuning form: fc_norm over mean-pooled patch tokens
     if backbone.model_type in ("beit", "vit"):
         backbone.image_size = image_size or a2mim_config.image_size
-    for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(backbone.model_type, drop_path_rate)}.items():
+    for key, value in {**_label_kwargs(labels), **drop_path_kwargs(backbone.model_type, drop_path_rate)}.items():
         setattr(backbone, key, value)
     backbone.architectures = None
     image_processor = imagenet_image_processor(image_size or a2mim_config.image_size)

@@ -19,6 +19,7 @@ HUB_FILES = (
     "preprocessor_config.json",
     "README.md",
     "reconstructions.png",
+    "segmentations.png",
     "all_results.json",
     "train_results.json",
     "eval_results.json",
