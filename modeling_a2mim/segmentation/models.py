@@ -74,5 +74,6 @@ def check_vit_resolution(model, crop_size: int, eval_image_size: int, eval_mode:
         raise ValueError(
             f"The BEiT backbone runs at {native} px (its position embeddings), but the crops / whole-image evaluation "
             f"ask for {crop_size} / {eval_image_size} px: pass --crop_size {native} (and --eval_image_size {native}, "
-            f"or --eval_mode slide for larger evaluation images), or start from an encoder pretrained at {crop_size} px."
+            "or --eval_mode slide for larger evaluation images)"
+            + (f", or start from an encoder pretrained at {crop_size} px." if crop_size != native else ".")
         )
