@@ -41,7 +41,7 @@ def _label_kwargs(labels: list[str] | None) -> dict:
     }
 
 
-def _drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
+def drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
     if drop_path_rate is None:
         return {}
     field = _DROP_PATH_FIELD.get(model_type)
@@ -56,7 +56,7 @@ def _drop_path_kwargs(model_type: str, drop_path_rate: float | None) -> dict:
 
 
 def _load_stock(path: str, config, labels, drop_path_rate, **hub_kwargs):
-    kwargs = {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}
+    kwargs = {**_label_kwargs(labels), **drop_path_kwargs(config.model_type, drop_path_rate)}
     same_head = labels is not None and getattr(config, "id2label", None) and list(config.id2label.values()) == labels
     with reading_checkpoint(path):
         model = AutoModelForImageClassification.from_pretrained(
@@ -118,7 +118,7 @@ def _from_a2mim(source: TransferSource, labels, drop_path_rate):
     """The stock classifier on the encoder of an A2MIM checkpoint, built in memory on every rank (no folder to share
     between ranks), with the checkpoint's own image processor."""
     config = source.encoder.config
-    for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(config.model_type, drop_path_rate)}.items():
+    for key, value in {**_label_kwargs(labels), **drop_path_kwargs(config.model_type, drop_path_rate)}.items():
         setattr(config, key, value)
     classifier = AutoModelForImageClassification.from_config(config)
     classifier.base_model.load_state_dict(source.encoder.state_dict(), strict=True)
@@ -127,7 +127,7 @@ def _from_a2mim(source: TransferSource, labels, drop_path_rate):
 
 def _from_preset(name: str, labels, image_size, drop_path_rate):
     backbone, size = preset_encoder_config(name, image_size)
-    for key, value in {**_label_kwargs(labels), **_drop_path_kwargs(backbone.model_type, drop_path_rate)}.items():
+    for key, value in {**_label_kwargs(labels), **drop_path_kwargs(backbone.model_type, drop_path_rate)}.items():
         setattr(backbone, key, value)
     classifier = AutoModelForImageClassification.from_config(backbone)
     return classifier, normalizing_image_processor(size), IMAGENET_STATISTICS

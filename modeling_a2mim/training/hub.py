@@ -20,6 +20,7 @@ HUB_FILES = (
     "README.md",
     "reconstructions.png",
     "detections.png",
+    "segmentations.png",
     "all_results.json",
     "train_results.json",
     "eval_results.json",
