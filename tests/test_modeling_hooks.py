@@ -9,7 +9,13 @@ import pytest
 import torch
 from transformers import BeitConfig, BeitModel, TrainerCallback
 
-from modeling_a2mim import A2MIMConfig, A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel, BlockMaskGenerator
+from modeling_a2mim import (
+    A2MIMConfig,
+    A2MIMForImageClassification,
+    A2MIMForMaskedImageModeling,
+    A2MIMModel,
+    BlockMaskGenerator,
+)
 from modeling_a2mim.modeling_a2mim import _ACTIVE
 
 from .helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
