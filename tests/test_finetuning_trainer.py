@@ -41,4 +41,8 @@ def test_gradient_accumulation_gives_the_large_batch_loss_and_weights(tmp_path):
     assert len(large_losses) == 3
     assert accumulated_losses == pytest.approx(large_losses, rel=1e-4)
     for name, weight in large_weights.items():
+        if name.endswith("k_proj.bias"):
+            # Softmax is shift-invariant, so the key bias's true gradient is 0: AdamW turns its rounding noise (which
+            # differs between one batch and four) into lr-sized steps of arbitrary sign.
+            continue
         torch.testing.assert_close(accumulated_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)

@@ -19,7 +19,7 @@ import transformers
 from torch import nn
 from transformers.models.auto import modeling_auto
 
-from modeling_a2mim import A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel
+from modeling_a2mim import A2MIMConfig, A2MIMForImageClassification, A2MIMForMaskedImageModeling, A2MIMModel
 
 from .helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
 
@@ -44,7 +44,22 @@ for name, mixin in STAND_INS:
     setattr(stand_in, mixin, type(mixin, (), {}))
     sys.modules.setdefault(f"{package}.{module}", stand_in)
 
+import transformers_tests.test_modeling_common as common_tests  # noqa: E402
 from transformers_tests.test_modeling_common import ModelTesterMixin  # noqa: E402
+
+_zero_init = common_tests._config_zero_init
+
+
+def _zero_init_keeping_image_statistics(config):
+    """The mixin's `_config_zero_init` sets every field named `*_std` to 1e-10, meaning init stds;
+    `A2MIMConfig.image_std` is the normalization statistic (validated with `image_mean`): it keeps its value."""
+    zeroed = _zero_init(config)
+    if isinstance(zeroed, A2MIMConfig):
+        zeroed.image_std = config.image_std
+    return zeroed
+
+
+common_tests._config_zero_init = _zero_init_keeping_image_statistics
 
 ALL_CLASSES = (A2MIMModel, A2MIMForMaskedImageModeling, A2MIMForImageClassification)
 
