@@ -27,7 +27,7 @@ from modeling_a2mim.presets import PRESETS
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
-from modeling_a2mim.training.files import share_output_files
+from modeling_a2mim.training.files import reporting_a_full_disk, share_output_files
 from modeling_a2mim.training.finished_run import finished_run_results
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
@@ -175,19 +175,20 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     trainer.add_callback(reconstructions)
 
     checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    with reporting_a_full_disk(training_args.output_dir, model):
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
 
-    # Outputs: weights + config (auto_map) + image processor, metrics, picture, model card.
-    trainer.save_model()
-    metrics = dict(train_result.metrics)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    metrics["final_loss"] = losses[-1] if losses else train_result.training_loss
-    if trainer.eval_dataset is not None:
-        metrics.update(trainer.evaluate())
-    metrics["skipped_images"] = counter.value
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("all", metrics)
-    trainer.save_state()
+        # Outputs: weights + config (auto_map) + image processor, metrics, picture, model card.
+        trainer.save_model()
+        metrics = dict(train_result.metrics)
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        metrics["final_loss"] = losses[-1] if losses else train_result.training_loss
+        if trainer.eval_dataset is not None:
+            metrics.update(trainer.evaluate())
+        metrics["skipped_images"] = counter.value
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("all", metrics)
+        trainer.save_state()
     if trainer.is_world_process_zero():
         save_reconstructions(model, held, held_masks, image_processor.image_mean, image_processor.image_std,
                              training_args.output_dir)

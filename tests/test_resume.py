@@ -67,8 +67,8 @@ def broken_checkpoints(output_dir, *steps):
 
 def test_every_checkpoint_broken_is_an_error_unless_starting_over(tmp_path):
     broken_checkpoints(tmp_path, 2, 4)
-    message = (f"Every checkpoint in {tmp_path} is incomplete (no readable trainer_state.json in checkpoint-4, "
-               "checkpoint-2): pass --resume_from_checkpoint with a complete checkpoint folder, or "
+    message = (f"Every checkpoint in {tmp_path} is incomplete (checkpoint-4: trainer_state.json is not valid JSON; "
+               "checkpoint-2: trainer_state.json is not valid JSON): pass --resume_from_checkpoint with a complete checkpoint folder, or "
                "--resume_from_checkpoint none to start over.")
     for request in (None, "last"):
         with pytest.raises(ValueError) as error:
