@@ -92,6 +92,13 @@ def test_bad_config_overrides_are_one_line(override, expected, tmp_path):
     assert expected in message
 
 
+def test_an_architecture_override_of_a_checkpoint_is_one_line(broken_checkpoints, tmp_path):
+    message = one_line_error(run_pretraining.main, "run_pretraining.py", "--model_name_or_path",
+                             str(broken_checkpoints / "good"), "--config_overrides", "backbone_config.hidden_sizes=[4]",
+                             "--output_dir", str(tmp_path), "--use_cpu", "--max_steps", "1")
+    assert "--config_overrides backbone_config.hidden_sizes=[4] changes the architecture of the checkpoint" in message
+
+
 def test_converter_errors_are_one_line(tmp_path):
     good = {"state_dict": {"backbone.conv1.weight": torch.zeros(8, 3, 7, 7)}}
     torch.save(good, tmp_path / "good.pth")

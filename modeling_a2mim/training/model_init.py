@@ -81,6 +81,16 @@ def build_pretraining_model(
 
     source_config = load_model_config(model_name_or_path, **from_pretrained_kwargs)
     if source_config.model_type == A2MIMConfig.model_type:
+        backbone = source_config.backbone_config
+        changed = {key: value for key, value in overrides.items() if key.startswith("backbone_config.") and
+                   key.split(".", 1)[1] in ARCHITECTURE_FIELDS and getattr(backbone, key.split(".", 1)[1]) != value}
+        if changed:
+            key, value = next(iter(changed.items()))
+            raise ValueError(
+                f"--config_overrides {key}={value} changes the architecture of the checkpoint {model_name_or_path} "
+                f"(its weights have {key.split('.', 1)[1]}={getattr(backbone, key.split('.', 1)[1])!r}); drop it, or "
+                "start a new architecture from --model_preset."
+            )
         config = config_with_overrides(source_config.to_dict(), overrides)
         with reading_checkpoint(model_name_or_path):
             model = A2MIMForMaskedImageModeling.from_pretrained(model_name_or_path, config=config,
