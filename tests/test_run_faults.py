@@ -75,12 +75,15 @@ def test_a_resumed_run_logs_the_losses_of_the_uninterrupted_run(tmp_path, stream
     assert_resumed_like_uninterrupted(tmp_path)
 
 
-def test_a_resumed_two_process_run_logs_the_losses_of_the_uninterrupted_run(tmp_path):
-    # 14 samples over 2 processes: 4 steps per epoch, so the resumed run skips the first 2 batches of epoch 1.
-    parquet = write_parquet(tmp_path / "train.parquet", count=14, size=32)
+# Map-style, 14 samples over 2 processes: 4 steps per epoch, so the resumed run skips the first 2 batches of epoch 1.
+# Streamed, 20 samples at a global batch of 4: 5 steps per pass, so the resumed run re-reads pass 1 and skips 1 batch.
+@pytest.mark.parametrize("streamed, count", [(False, 14), (True, 20)], ids=["map-style", "streamed"])
+def test_a_resumed_two_process_run_logs_the_losses_of_the_uninterrupted_run(tmp_path, streamed, count):
+    parquet = write_parquet(tmp_path / "train.parquet", count=count, size=32)
+    data = ["--data_files", str(parquet)] + (["--streaming", "--shuffle_buffer_size", "8"] if streamed else [])
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-         str(ROOT / "tests" / "resume_pair.py"), str(tmp_path), *PAIR, "--data_files", str(parquet)],
+         str(ROOT / "tests" / "resume_pair.py"), str(tmp_path), *PAIR, *data],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
