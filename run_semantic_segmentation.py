@@ -11,10 +11,7 @@ Feature2Pyramid neck) / `ResNetBackbone` / `ConvNextBackbone`, saved with a stoc
 
 import logging
 import os
-import sys
 
-import datasets
-import transformers
 from transformers import TrainingArguments, set_seed
 
 from modeling_a2mim.data import SkippedImageCounter
@@ -38,7 +35,7 @@ from modeling_a2mim.segmentation.transforms import (
 )
 from modeling_a2mim.segmentation.visualization import SegmentationPictureCallback
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
-from modeling_a2mim.training.cli import parse_script_arguments, run_main
+from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
 from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
@@ -46,19 +43,6 @@ from modeling_a2mim.transfer import load_transfer_source
 
 logger = logging.getLogger(__name__)
 PICTURE_IMAGES = 4
-
-
-def setup_logging(training_args: TrainingArguments) -> None:
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for library_logger in (logger, logging.getLogger("modeling_a2mim")):
-        library_logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
 
 
 def load_model(model_args, data_args, recipe, training_args, hub_kwargs):
@@ -90,7 +74,7 @@ def main(callbacks=()):
     model_args, data_args, recipe_args, training_args, given = parse_script_arguments(
         (ModelArguments, SegmentationDataArguments, SegmentationRecipeArguments, TrainingArguments)
     )
-    setup_logging(training_args)
+    setup_logging(training_args, logger)
     training_args.remove_unused_columns = False  # the batch transform needs the raw image and mask columns
     training_args.label_names = ["labels"]
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end
