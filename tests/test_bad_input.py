@@ -16,7 +16,9 @@ from datasets import ClassLabel, Dataset, Features, Image
 
 import run_finetuning
 import run_linear_probe
+import run_object_detection
 import run_pretraining
+import run_semantic_segmentation
 from modeling_a2mim import A2MIMForMaskedImageModeling, convert_openmixup
 from modeling_a2mim.data import decode_image
 from modeling_a2mim.training.arguments import DataArguments, prepare_splits
@@ -67,6 +69,8 @@ def test_bad_model_paths_are_one_line_in_every_script(case, broken_checkpoints, 
                                                     "--max_train_samples", "4"]),
         (run_linear_probe.main, "run_linear_probe.py", ["--use_cpu", "--max_train_samples", "4",
                                                         "--max_eval_samples", "4"]),
+        (run_semantic_segmentation.main, "run_semantic_segmentation.py", ["--use_cpu", "--do_train"]),
+        (run_object_detection.main, "run_object_detection.py", ["--use_cpu", "--do_train"]),
     ]
     for main, script, extra in scripts:
         message = one_line_error(main, script, *common, *extra)

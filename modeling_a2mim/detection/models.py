@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 
 from transformers import (
-    AutoConfig,
     AutoImageProcessor,
     AutoModelForObjectDetection,
     ConditionalDetrConfig,
@@ -28,6 +27,7 @@ from transformers import (
 )
 
 from ..backbones import backbone_config_for, load_encoder_into_backbone
+from ..training.model_sources import load_model_config
 from ..transfer import TransferSource
 
 logger = logging.getLogger(__name__)
@@ -161,11 +161,7 @@ def build_detector(source: TransferSource, detector: str, labels: list[str], siz
 
 def is_saved_detector(model_name_or_path: str, **hub_kwargs) -> bool:
     """Whether `model_name_or_path` holds a DETR-family detector (to continue training or evaluate)."""
-    try:
-        config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
-    except (OSError, ValueError):
-        return False
-    return config.model_type in DETECTOR_MODEL_TYPES.values()
+    return load_model_config(model_name_or_path, **hub_kwargs).model_type in DETECTOR_MODEL_TYPES.values()
 
 
 def load_saved_detector(model_name_or_path: str, **hub_kwargs) -> tuple[PreTrainedModel, object]:

@@ -9,10 +9,11 @@ the backbone adds (BEiT's `fpn.*`, ConvNeXt's `hidden_states_norms.*`) may be ne
 
 import logging
 
-from transformers import AutoConfig, AutoImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
+from transformers import AutoImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
 
 from ..backbones import backbone_config_for, load_encoder_into_backbone
 from ..finetuning.models import drop_path_kwargs
+from ..training.model_sources import load_model_config
 from .data import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def is_upernet_checkpoint(model_name_or_path: str | None, **hub_kwargs) -> bool:
     """Whether `model_name_or_path` is a saved `UperNetForSemanticSegmentation` (continue / evaluate)."""
     if model_name_or_path is None:
         return False
-    return AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs).model_type == UperNetConfig.model_type
+    return load_model_config(model_name_or_path, **hub_kwargs).model_type == UperNetConfig.model_type
 
 
 def upernet_config(backbone_config, id2label: dict[int, str], recipe) -> UperNetConfig:
