@@ -21,12 +21,8 @@ def sample_seed(seed: int, position) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
-class PositionedDataset(Dataset):
-    """A map-style dataset whose examples also hold `(epoch, index)` under `SAMPLE_POSITION_KEY`.
-
-    Trainer (through accelerate) calls `set_epoch` before every pass; data loader workers get the dataset (and so the
-    epoch) when the pass starts (with `--dataloader_persistent_workers` they would keep the first pass's epoch).
-    """
+class _EpochTracking:
+    """Wraps `dataset`, keeping the epoch Trainer passes to `set_epoch` (and forwarding it to `dataset`)."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -36,6 +32,14 @@ class PositionedDataset(Dataset):
         self.epoch = int(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
+
+
+class PositionedDataset(_EpochTracking, Dataset):
+    """A map-style dataset whose examples also hold `(epoch, index)` under `SAMPLE_POSITION_KEY`.
+
+    Trainer (through accelerate) calls `set_epoch` before every pass; data loader workers get the dataset (and so the
+    epoch) when the pass starts (with `--dataloader_persistent_workers` they would keep the first pass's epoch).
+    """
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -52,22 +56,13 @@ class PositionedDataset(Dataset):
                 for example, index in zip(examples, indices)]
 
 
-class PositionedStream(IterableDataset):
+class PositionedStream(_EpochTracking, IterableDataset):
     """A streamed dataset whose examples also hold `(epoch, worker, index in the worker's share of the pass)`.
 
     `set_epoch` is forwarded to the stream (a `datasets.IterableDataset` reshuffles with it). A resumed streamed run
     re-reads its pass from the start and skips the trained batches (`StreamPositionCallback`), so the positions of
     the examples it trains on are those of the uninterrupted run.
     """
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
 
     def __iter__(self):
         info = get_worker_info()
