@@ -42,7 +42,7 @@ from modeling_a2mim.finetuning.transforms import (
 from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
-from modeling_a2mim.training.files import reporting_a_full_disk, share_output_files
+from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.finished_run import finished_run_results
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
@@ -193,14 +193,7 @@ def main(callbacks=()):
 
     all_metrics = {}
     if training_args.do_train:
-        with reporting_a_full_disk(training_args.output_dir, model):
-            train_result = trainer.train(resume_from_checkpoint=checkpoint)
-            trainer.save_model()
-            metrics = {**train_result.metrics, "skipped_images": counter.value}
-            trainer.log_metrics("train", metrics)
-            trainer.save_metrics("train", metrics)
-            trainer.save_state()
-        all_metrics.update(metrics)
+        all_metrics.update(trainer.train_and_save(checkpoint))
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["skipped_images"] = counter.value

@@ -36,7 +36,7 @@ from modeling_a2mim.segmentation.transforms import (
 from modeling_a2mim.segmentation.visualization import SegmentationPictureCallback
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
-from modeling_a2mim.training.files import reporting_a_full_disk, share_output_files
+from modeling_a2mim.training.files import share_output_files
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.transfer import load_transfer_source
@@ -143,16 +143,9 @@ def main(callbacks=()):
     all_metrics = {}
     if training_args.do_train:
         checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-        with reporting_a_full_disk(training_args.output_dir, model):
-            train_result = trainer.train(resume_from_checkpoint=checkpoint)
-            trainer.save_model()
-            if picture is not None and trainer.is_world_process_zero():
-                picture.save(trainer.model, training_args.output_dir)
-            train_metrics = {**train_result.metrics, "skipped_images": counter.value}
-            trainer.log_metrics("train", train_metrics)
-            trainer.save_metrics("train", train_metrics)
-            trainer.save_state()
-        all_metrics.update(train_metrics)
+        all_metrics.update(trainer.train_and_save(checkpoint))
+        if picture is not None and trainer.is_world_process_zero():
+            picture.save(trainer.model, training_args.output_dir)
     if training_args.do_eval:
         eval_metrics = {**trainer.evaluate(), "skipped_images": counter.value}
         trainer.log_metrics("eval", eval_metrics)

@@ -10,6 +10,7 @@ from transformers.utils import logging
 from ..data import SkippedImageCounter
 from .callbacks import ResumedScheduleCallback, SkippedImagesCallback
 from .divergence import DivergenceCallback
+from .files import reporting_a_full_disk
 from .optimization import NO_DECAY_NAME_PARTS, base_learning_rate, build_parameter_groups, get_warmup_step_schedule
 from .stream_position import StreamPositionCallback
 
@@ -59,6 +60,20 @@ class A2MIMTrainer(Trainer):
         self.streams_training_data = self.train_dataset is not None and not has_length(self.train_dataset)
         if self.streams_training_data:
             self.add_callback(StreamPositionCallback())
+
+    def train_and_save(self, resume_from_checkpoint: str | None = None) -> dict:
+        """`train`, then the final model, the train metrics (with `skipped_images`) and the trainer state; a full disk
+        on the way stops with one line (`reporting_a_full_disk`). Returns the train metrics."""
+        with reporting_a_full_disk(self.args.output_dir, self.model):
+            result = self.train(resume_from_checkpoint=resume_from_checkpoint)
+            self.save_model()
+            metrics = dict(result.metrics)
+            if self.skipped_images is not None:
+                metrics["skipped_images"] = self.skipped_images.value
+            self.log_metrics("train", metrics)
+            self.save_metrics("train", metrics)
+            self.save_state()
+        return metrics
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
