@@ -3,7 +3,6 @@
 from collections.abc import Callable
 
 import torch
-from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import has_length
 from transformers.utils import logging
 
@@ -13,11 +12,12 @@ from .divergence import DivergenceCallback
 from .files import reporting_a_full_disk
 from .optimization import NO_DECAY_NAME_PARTS, base_learning_rate, build_parameter_groups, get_warmup_step_schedule
 from .stream_position import StreamPositionCallback
+from .trainer_compat import TrainerCompat
 
 logger = logging.get_logger(__name__)
 
 
-class A2MIMTrainer(Trainer):
+class A2MIMTrainer(TrainerCompat):
     """`Trainer` with the recipes' parameter groups and optional step schedule.
 
     Args (besides `Trainer`'s):
@@ -117,41 +117,13 @@ class A2MIMTrainer(Trainer):
             self.data_collator = train_collator
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        if self.step_decay_at is not None and self.lr_scheduler is None:
+        """Trainer's scheduler, or with `step_decay_at` the step schedule in its place. Trainer marks the scheduler it
+        creates here as its own, so that the next `train()` call builds a new one for its own step count."""
+        creating = self.lr_scheduler is None
+        super().create_scheduler(num_training_steps, optimizer)
+        if creating and self.step_decay_at is not None:
             self.lr_scheduler = get_warmup_step_schedule(
                 optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps), num_training_steps,
                 self.step_decay_at,
             )
-            self._created_lr_scheduler = True
-            return self.lr_scheduler
-        return super().create_scheduler(num_training_steps, optimizer)
-
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
-                             trial) -> tuple[int, int]:
-        """Trainer's `(epochs_trained, batches to skip in that epoch)`, taken for a streamed training set from the
-        checkpoint's `StreamPositionCallback` state (Trainer would count all steps as batches of pass 0)."""
-        epochs_trained, batches_to_skip = super()._init_training_state(
-            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
-        )
-        if resume_from_checkpoint is None or not self.streams_training_data or self.args.ignore_data_skip:
-            return epochs_trained, batches_to_skip
-        saved = self.state.stateful_callbacks.get(StreamPositionCallback.__name__)
-        if not isinstance(saved, dict):
-            logger.warning(f"{resume_from_checkpoint} has no stream position; Trainer skips {batches_to_skip} batches "
-                           "of the first pass over the streamed data, which is wrong after the first pass.")
-            return epochs_trained, batches_to_skip
-        position = next(cb for cb in self.callback_handler.callbacks if isinstance(cb, StreamPositionCallback))
-        for name, value in saved["attributes"].items():
-            setattr(position, name, value)
-        logger.info(f"Resuming the streamed training data at pass {position.epoch}, skipping its first "
-                    f"{position.batches_in_epoch} batches.")
-        return position.epoch, position.batches_in_epoch
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        """Load checkpoint weights through `from_pretrained`, which applies transformers' key renames (Trainer's plain
-        `load_state_dict` misses the saved BEiT layer-scale names and would silently reset `lambda_1/2`)."""
-        model = self.model if model is None else model
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled or not isinstance(model, PreTrainedModel):
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        loaded = type(model).from_pretrained(resume_from_checkpoint, config=model.config)
-        model.load_state_dict(loaded.state_dict(), strict=True)
+        return self.lr_scheduler
