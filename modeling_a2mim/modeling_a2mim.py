@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 import torch
+import transformers
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import (
@@ -24,6 +25,7 @@ from transformers import (
 )
 from transformers import initialization as init
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput, MaskedImageModelingOutput
 from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
@@ -31,6 +33,10 @@ from transformers.utils.generic import can_return_tuple
 from .configuration_a2mim import A2MIMConfig
 from .losses import FocalFrequencyLoss, SpatialReconstructionLoss
 from .masking import BlockMaskGenerator, mean_fill, upsample_mask
+
+# transformers before 5.23 checkpoints a layer's whole `__call__`, its forward hooks included: the backward pass then
+# recomputes the block after the model's call has ended, so a mask hook on a checkpointed block adds no token there.
+_CHECKPOINTING_RERUNS_HOOKS = "__call__" in vars(GradientCheckpointingLayer)
 
 logger = logging.get_logger(__name__)
 
@@ -131,7 +137,18 @@ class A2MIMPreTrainedModel(PreTrainedModel):
         self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers: int = 1
     ):
         """The stock switch (transformers blocks checkpoint their own forward); refused for the CNN families, whose
-        transformers encoders have no checkpointing."""
+        transformers encoders have no checkpointing, and for a mask token that enters at a transformer block on
+        transformers versions that would recompute that block without it."""
+        masks_a_block = self.config.is_vit_family and self.config.mask_layer > 0 and any(
+            isinstance(module, A2MIMModel) and module.mask_token is not None for module in self.modules()
+        )
+        if enable and masks_a_block and _CHECKPOINTING_RERUNS_HOOKS:
+            raise ValueError(
+                f"Gradient checkpointing with the mask token entering at block {self.config.mask_layer} "
+                f"(mask_layer > 0) needs transformers >= 5.23 (installed: {transformers.__version__}), whose "
+                "checkpointed blocks keep their input hooks out of the recomputation. Upgrade transformers, or train "
+                "without --gradient_checkpointing."
+            )
         if enable and not self.config.is_vit_family:
             family, encoder = {"resnet": ("ResNet", "ResNetModel"), "convnext": ("ConvNeXt", "ConvNextModel")}[
                 self.config.family
