@@ -55,8 +55,10 @@ test-oldest-transformers: install $(OLDEST_PYTHON)
 	$(call fetch_transformers_tests,$(OLDEST_PYTHON))
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(OLDEST_PYTHON) -m pytest -n 2 -p no:cacheprovider $(OLDEST_SUBSET)
 
-test: transformers-tests
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -n 2 --durations=15 tests
+# The full suite also loads its saved checkpoints' remote code with the oldest supported transformers.
+test: transformers-tests $(OLDEST_PYTHON)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 A2MIM_OLDEST_PYTHON=$(abspath $(OLDEST_PYTHON)) $(PYTHON) -m pytest -n 2 \
+		--durations=15 tests
 	$(MAKE) --no-print-directory test-oldest-transformers
 
 demo: install
