@@ -264,6 +264,16 @@ def convergence_verdicts(curves, chosen: dict[tuple[str, str], int]) -> list[dic
     return rows
 
 
+def converged_budget(curve: dict[int, Summary]) -> int | None:
+    """The budget a curve picks: its shortest budget that `convergence_verdicts` judges converged (no longer budget
+    better beyond the seed spread), else its longest one (not converged, or too few seeds to tell); None for an
+    empty curve."""
+    for epochs in curve:
+        if convergence_verdicts({("", ""): curve}, {("", ""): epochs})[0]["converged"]:
+            return epochs
+    return max(curve, default=None)
+
+
 def convergence_sentence(row: dict) -> str:
     """One line of the report per curve: the chosen budget, what a longer one adds, and the conclusion."""
     where = f"- {row['method']}, {row['protocol']}"
