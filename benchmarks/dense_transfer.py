@@ -37,7 +37,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.fashion_mnist import (  # noqa: E402
     A2MIM,
     BUDGETS,
-    CACHE_DIR,
     CNN_SIMMIM_STYLE,
     CODE_FILES,
     METHODS,
@@ -49,9 +48,10 @@ from benchmarks.fashion_mnist import (  # noqa: E402
     Plan,
     Row,
     Run,
+    add_run_arguments,
     code_fingerprint,
+    commands_lines,
     comparison_pairs,
-    display,
     evaluation_dir,
     evaluation_records,
     execute,
@@ -60,8 +60,10 @@ from benchmarks.fashion_mnist import (  # noqa: E402
     nothing_finished,
     pretraining_run,
     report_header,
+    seeds_phrase,
     slug,
     table_rows,
+    verdict_lines,
     write_initial_encoders,
 )
 from benchmarks.fashion_mnist_report import (  # noqa: E402
@@ -70,8 +72,6 @@ from benchmarks.fashion_mnist_report import (  # noqa: E402
     convergence_curves,
     convergence_sentence,
     convergence_verdicts,
-    headlines,
-    markdown_comparisons,
     markdown_convergence,
     markdown_table,
     plot,
@@ -327,21 +327,13 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     results_dir = args.results_dir
     markdown = "\n".join([
         *header,
-        "mIoU and COCO mAP (%) on the evaluation scenes, "
-        + (f"mean ± std over pretraining seeds (n = number of seeds where fewer than {seeds} finished)" if seeds > 1
-           else "one pretraining seed (no spread, so no verdicts)")
-        + "; best of each column in bold; — : no finished run.",
+        f"mIoU and COCO mAP (%) on the evaluation scenes, {seeds_phrase(seeds)}; best of each column in bold; — : no "
+        "finished run.",
         "",
         *missing_lines(missing, planned),
         markdown_table(summaries, names, columns, {r.name: r.method.description for r in rows}, seeds),
         "",
-        "Verdicts over pretraining seeds: `better`/`worse` when the difference of the means exceeds twice its "
-        "standard error, else `no clear difference`; \"seeds where better\" pairs the runs of each seed.",
-        "",
-        *headlines(comparisons),
-        "",
-        markdown_comparisons(comparisons),
-        "",
+        *verdict_lines(comparisons),
         "## Fine-tuning budget: the random-init curves",
         "",
         "Each (task, family) fine-tunes at the shortest budget of its random-init curve that no longer budget beats "
@@ -357,15 +349,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
         "",
         *protocol_lines(budget),
         "",
-        "## Commands",
-        "",
-        "Every run is a subprocess from the repository root (`benchmarks/cache/` holds data, checkpoints, logs):",
-        "",
-        "```bash",
-        *[display(r["command"]) for r in pretraining if r["seed"] == budget.seeds[0]],
-        *[display(run.command) for run in examples],
-        "```",
-        "",
+        *commands_lines(pretraining, budget.seeds[0], examples),
     ])
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "dense_transfer.md").write_text(markdown)
@@ -394,14 +378,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="The smoke budget instead of the full one.")
     parser.add_argument("--tasks", nargs="+", choices=[SEGMENTATION, DETECTION], help="Only these tasks.")
     parser.add_argument("--families", nargs="+", choices=["resnet", "convnext", "beit"], help="Only these families.")
-    parser.add_argument("--jobs", type=int, default=2, help="Runs in parallel (default 2, one per core).")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
-    parser.add_argument("--cached_only", action="store_true",
-                        help="Start no run: report the finished ones and list the missing ones in the md.")
-    parser.add_argument("--note", help="A sentence for the md, e.g. about other load on the machine during the run.")
-    parser.add_argument("--results_dir", type=Path,
-                        help="Where the reports go (default: benchmarks/results; quick mode: benchmarks/results/quick).")
-    parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -430,7 +407,7 @@ def main(argv=None):
     curve_records = evaluation_records(curve.runs, curve_results)
     chosen = chosen_budgets(curve_records, rows, budget)
     plan = plan_transfer(rows, budget, chosen, data, scenes, run_dir)
-    results, missing, run_seconds = execute(plan, args)
+    results, missing, _ = execute(plan, args)
     curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs
     both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], {}, [])
     missing_all = list(dict.fromkeys([*curve_missing, *missing]))

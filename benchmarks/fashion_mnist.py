@@ -687,6 +687,27 @@ def missing_lines(missing: list[str], planned: int) -> list[str]:
             "; ".join(missing) + ".", "", "</details>", ""]
 
 
+def seeds_phrase(seeds: int) -> str:
+    """How a report's table aggregates `seeds` pretraining seeds."""
+    return (f"mean ± std over pretraining seeds (n = number of seeds where fewer than {seeds} finished)" if seeds > 1
+            else "one pretraining seed (no spread, so no verdicts)")
+
+
+def verdict_lines(comparisons: list[dict]) -> list[str]:
+    """The report's verdicts: how they are decided, one sentence per pair, the comparison table."""
+    return ["Verdicts over pretraining seeds: `better`/`worse` when the difference of the means exceeds twice its "
+            "standard error, else `no clear difference`; \"seeds where better\" pairs the runs of each seed.", "",
+            *headlines(comparisons), "", markdown_comparisons(comparisons), ""]
+
+
+def commands_lines(pretraining: list[dict], seed: int, examples: list[Run]) -> list[str]:
+    """The report's "Commands" section: the pretraining commands of `seed` and the `examples`' commands."""
+    return ["## Commands", "",
+            "Every run is a subprocess from the repository root (`benchmarks/cache/` holds data, checkpoints, logs):",
+            "", "```bash", *[display(r["command"]) for r in pretraining if r["seed"] == seed],
+            *[display(run.command) for run in examples], "```", ""]
+
+
 def finetuning_line(budget: Budget) -> str:
     """The report line that states the fine-tuning recipe and each protocol's budget."""
     crop = ("resize + flip, no crop" if budget.finetune_min_crop_scale == 1.0 else
@@ -761,21 +782,12 @@ def write_report(budget: Budget, rows: list[Row], records: list[dict], pretraini
                          for name, runs in pretraining_summary.items()]
     markdown = "\n".join([
         *header,
-        "Test top-1 (%), "
-        + (f"mean ± std over pretraining seeds (n = number of seeds where fewer than {len(budget.seeds)} finished)"
-           if len(budget.seeds) > 1 else "one pretraining seed (no spread, so no verdicts)")
-        + "; best of each column in bold; — : no finished run.",
+        f"Test top-1 (%), {seeds_phrase(len(budget.seeds))}; best of each column in bold; — : no finished run.",
         "",
         *missing_lines(missing, planned),
         markdown_table(summaries, names, protocols, {r.name: r.method.description for r in rows}, len(budget.seeds)),
         "",
-        "Verdicts over pretraining seeds: `better`/`worse` when the difference of the means exceeds twice its "
-        "standard error, else `no clear difference`; \"seeds where better\" pairs the runs of each seed.",
-        "",
-        *headlines(comparisons),
-        "",
-        markdown_comparisons(comparisons),
-        "",
+        *verdict_lines(comparisons),
         "## Pretraining budget",
         "",
         markdown_budget_table(summaries, comparisons, headline_budgets, protocols),
@@ -792,15 +804,7 @@ def write_report(budget: Budget, rows: list[Row], records: list[dict], pretraini
         "|---|---:|---:|---:|",
         *pretraining_lines,
         "",
-        "## Commands",
-        "",
-        "Every run is a subprocess from the repository root (`benchmarks/cache/` holds data, checkpoints, logs):",
-        "",
-        "```bash",
-        *[display(r["command"]) for r in pretraining if r["seed"] == budget.seeds[0]],
-        *[display(run.command) for run in example_runs],
-        "```",
-        "",
+        *commands_lines(pretraining, budget.seeds[0], example_runs),
         f"(The pretraining commands of seed {budget.seeds[0]} and one fine-tuning and one probe command per protocol "
         "are shown; the others differ only in `--seed`, `--model_name_or_path` and the output folder.)",
         "",
@@ -873,10 +877,17 @@ def parse_args(argv):
     parser.add_argument("--convergence", action="store_true",
                         help="Only the random-init rows, fine-tuned at each protocol's convergence_epochs: writes "
                         "fashion_mnist_convergence.{json,md,png}, which the main report then quotes.")
-    parser.add_argument("--jobs", type=int, default=2, help="Runs in parallel (default 2, one per core).")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
     parser.add_argument("--methods", nargs="+", choices=[slug(m.name) for m in METHODS], metavar="NAME",
                         help=f"Only these methods (default: all of {', '.join(slug(m.name) for m in METHODS)}).")
+    add_run_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of how a benchmark runs and reports: --jobs, --threads, --cached_only, --note, --results_dir,
+    --cache_dir."""
+    parser.add_argument("--jobs", type=int, default=2, help="Runs in parallel (default 2, one per core).")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
     parser.add_argument("--cached_only", action="store_true",
                         help="Start no run: report the finished ones and list the missing ones in the md.")
     parser.add_argument("--note", help="A sentence for the md, e.g. about other load on the machine during the run.")
@@ -884,7 +895,6 @@ def parse_args(argv):
                         help="Where the reports go (default: benchmarks/results; quick mode: "
                         "benchmarks/results/quick).")
     parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
-    return parser.parse_args(argv)
 
 
 def nothing_finished(missing: list[str], plan: Plan, report: Path, argv: list[str],

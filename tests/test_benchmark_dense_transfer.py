@@ -94,8 +94,8 @@ def _finish(runs, metric_of):
             {"key": run.key, "command": portable(run.command), "code": run.code, "seconds": 1.0, **result}))
 
 
-def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_seeds(fake_fashion_mnist, tmp_path,  # noqa: F811
-                                                                                    monkeypatch):
+def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_seeds(
+        fake_fashion_mnist, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
     import benchmarks.dense_transfer as dense
     from benchmarks.fashion_mnist import REPO
 
@@ -130,16 +130,17 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     dense.main(flags)
     report = (results / "dense_transfer.md").read_text()
     assert "Incomplete" not in report
-    assert "| ResNet A2MIM | resnet-micro, A2MIM (token at stage 3, mean fill, focal L1 + 0.5 freq) | **36.0 ± 1.0** | " \
-           "**11.0 ± 1.0** |" in report
+    assert ("| ResNet A2MIM | resnet-micro, A2MIM (token at stage 3, mean fill, focal L1 + 0.5 freq) | **36.0 ± 1.0** "
+            "| **11.0 ± 1.0** |") in report
     assert "| ResNet random init | resnet-micro, 64 px, no pretraining | 31.0 ± 1.0 | 6.0 ± 1.0 |" in report
     assert "| ResNet A2MIM vs ResNet random init | mIoU (segmentation) | +5.0 | better | 3/3 |" in report
-    assert "| ResNet SimMIM-style vs ResNet random init | mAP (detection) | +0.2 | no clear difference | 3/3 |" in report
+    assert ("| ResNet SimMIM-style vs ResNet random init | mAP (detection) | +0.2 | no clear difference | 3/3 |"
+            in report)
     assert "- ResNet A2MIM vs ResNet SimMIM-style: better in 2 of 2." in report
     assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 31.5 ± 1.0 |" in report
     assert ("- ResNet random init, mAP (detection): 10 epochs reach 2.0 %; the best longer budget (20 epochs) adds "
-            "+4.0 points, beyond the seed spread: NOT converged; raise this protocol's epochs. The runs use the curve's "
-            "longest budget, 20 epochs, which is not shown converged.") in report
+            "+4.0 points, beyond the seed spread: NOT converged; raise this protocol's epochs. The runs use the "
+            "curve's longest budget, 20 epochs, which is not shown converged.") in report
     assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \
            "adds +0.5 points, within the seed spread: converged." in report
     assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
