@@ -1,8 +1,8 @@
 """Do A2MIM encoders transfer better to dense prediction? Semantic segmentation (UperNet) and object detection
 (Conditional DETR) on Fashion-MNIST scenes, from random init, SimMIM-style and A2MIM encoders of three families.
 
-    python benchmarks/dense_transfer.py           # the full protocol (resumable; see the README for its run time)
-    python benchmarks/dense_transfer.py --quick   # a smoke version: one seed, tiny budgets, a few minutes
+    python benchmarks/dense_transfer.py           # the full protocol: ~15 h of runs, ~7.5 h at --jobs 2 (estimated)
+    python benchmarks/dense_transfer.py --quick   # a smoke version: one seed, tiny budgets, 13 min on 2 cores
 
 The encoders are those of `benchmarks/fashion_mnist.py` (same methods, initial weights, pretraining commands, seeds
 and cache, so a finished classification benchmark's ResNet and ConvNeXt pretraining runs are reused), plus a
@@ -354,9 +354,9 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "dense_transfer.md").write_text(markdown)
     plot(summaries, names, columns, results_dir / "dense_transfer.png",
-         f"Dense transfer, {budget.mode} mode, {seeds} pretraining seed(s)")
+         f"Dense transfer, {budget.mode} mode, {seeds} pretraining seed(s)", metric="mIoU / mAP (%)")
     plot_convergence(curves, chosen, results_dir / "dense_transfer_convergence.png",
-                     f"Dense transfer, {budget.mode} mode: random-init fine-tuning vs epochs")
+                     f"Dense transfer, {budget.mode} mode: random-init fine-tuning vs epochs", "mIoU / mAP (%)")
     write_json(results_dir / "dense_transfer.json", {
         **fields,
         "budget": asdict(budget),
