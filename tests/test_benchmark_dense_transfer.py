@@ -4,8 +4,6 @@ report (from runs written as if finished)."""
 import json
 import sys
 
-import pytest
-
 from benchmarks.fashion_mnist_report import Summary, converged_budget
 from tests.test_benchmark_fashion_mnist import fake_fashion_mnist  # noqa: F401 (a fixture)
 
@@ -168,11 +166,3 @@ def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tm
     assert "Start the runs with `python benchmarks/dense_transfer.py --families resnet --tasks segmentation" \
         in capsys.readouterr().out
 
-
-@pytest.mark.parametrize("flags", [["--families", "vit"], ["--tasks", "classification"]])
-def test_unknown_families_and_tasks_are_refused(flags, capsys):
-    import benchmarks.dense_transfer as dense
-
-    with pytest.raises(SystemExit):
-        dense.parse_args(flags)
-    assert "invalid choice" in capsys.readouterr().err
