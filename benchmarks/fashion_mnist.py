@@ -314,14 +314,15 @@ CODE_FILES = ("modeling_a2mim", "run_pretraining.py", "run_finetuning.py", "run_
 
 
 @functools.cache
-def code_fingerprint() -> str:
-    """A hash of the code the runs execute (`CODE_FILES`) and of the torch and transformers versions: a cached run
-    is reused only when it was made by the same code, so that a table never mixes runs of different versions."""
+def code_fingerprint(files: tuple[str, ...] = CODE_FILES) -> str:
+    """A hash of the code the runs execute (`files`, by default `CODE_FILES`) and of the torch and transformers
+    versions: a cached run is reused only when it was made by the same code, so that a table never mixes runs of
+    different versions."""
     import torch
     import transformers
 
     digest = hashlib.sha256(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
-    for name in CODE_FILES:
+    for name in files:
         path = REPO / name
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
@@ -340,23 +341,36 @@ class Run:
     record: dict = field(default_factory=dict)  # what the report files the result under (method, seed, epochs)
     code: str = field(default_factory=code_fingerprint)
 
+    def _recorded(self) -> dict | None:
+        """`benchmark_run.json` of the output folder: written when the run starts (`key`, `command`, `code`) and
+        completed with its result and `seconds` when it finishes."""
+        path = self.output_dir / "benchmark_run.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _made_here(self, record: dict) -> bool:
+        return record["command"] == portable(self.command) and record.get("code") == self.code
+
     def cached_result(self) -> dict | None:
         """The result of an earlier run of exactly this command by the same code, if it finished."""
-        done = self.output_dir / "benchmark_run.json"
-        if not done.is_file():
-            return None
-        record = json.loads(done.read_text())
-        return record if record["command"] == self.command and record.get("code") == self.code else None
+        record = self._recorded()
+        return record if record is not None and "seconds" in record and self._made_here(record) else None
 
     def execute(self, threads: int) -> dict:
-        """Run (or reuse) the command with `threads` CPU threads; raise `RuntimeError` with the log tail on failure."""
+        """Run (or reuse) the command with `threads` CPU threads; raise `RuntimeError` with the log tail on failure.
+
+        An output folder left by another command or other code (finished or not) is emptied first: the scripts
+        would otherwise take its finished run for this one's and train nothing."""
         cached = self.cached_result()
         if cached is not None:
             print(f"[reuse] {self.key}", flush=True)
             return cached
         if self.invalidates is not None:
             shutil.rmtree(self.invalidates, ignore_errors=True)
+        if (recorded := self._recorded()) is not None and not self._made_here(recorded):
+            shutil.rmtree(self.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        record = {"key": self.key, "command": portable(self.command), "code": self.code}
+        (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
         environment = {
             **os.environ,
             "OMP_NUM_THREADS": str(threads),
@@ -377,8 +391,7 @@ class Run:
         if process.returncode != 0:
             tail = "\n".join(log.read_text().splitlines()[-30:])
             raise RuntimeError(f"{self.key} failed (exit {process.returncode}); log {log}:\n{tail}")
-        record = {"key": self.key, "command": self.command, "code": self.code, "seconds": round(seconds, 1),
-                  **self.read_result(self.output_dir)}
+        record = {**record, "seconds": round(seconds, 1), **self.read_result(self.output_dir)}
         (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[done {seconds:5.0f}s] {self.key}", flush=True)
         return record
@@ -478,7 +491,7 @@ def pretraining_run(row: Row, seed: int, budget: Budget, data: dict[str, Path], 
 
 def read_pretraining_result(output_dir: Path) -> dict:
     metrics = json.loads((output_dir / "checkpoint" / "all_results.json").read_text())
-    return {"checkpoint": str(output_dir / "checkpoint"), "train_loss": metrics.get("train_loss")}
+    return {"checkpoint": relative(output_dir / "checkpoint"), "train_loss": metrics.get("train_loss")}
 
 
 def evaluation_dir(row: Row, seed: int, run_dir: Path) -> Path:
@@ -625,28 +638,42 @@ def machine_description() -> str:
     return f"{cpu_model()}, {cores} CPU cores, torch {torch.__version__}, {platform.system()} {platform.release()}"
 
 
+def relative(path) -> str:
+    """`path` (or any text naming paths) with this checkout's location removed: repository-relative paths."""
+    return str(path).replace(str(REPO) + os.sep, "")
+
+
+def portable(command: list[str]) -> list[str]:
+    """A command as a user types it from the repository root, and as the runs and reports record it: `python`,
+    then repository-relative paths instead of this machine's interpreter and checkout."""
+    return ["python", *map(relative, command[1:])]
+
+
 def display(command: list[str]) -> str:
     """A command line as a user types it from the repository root."""
-    return shlex.join(["python", *command[1:]]).replace(str(REPO) + os.sep, "")
+    return shlex.join(portable(command))
 
 
-def shown_command(argv: list[str]) -> str:
+def shown_command(argv: list[str], script: str = "benchmarks/fashion_mnist.py") -> str:
     """The benchmark's command line as the report prints it: without `--note TEXT` and `--cached_only`."""
     shown = [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
-    return shlex.join(["python", "benchmarks/fashion_mnist.py", *(a for a in shown if a != "--cached_only")])
+    return shlex.join(["python", script, *(relative(a) for a in shown if a != "--cached_only")])
 
 
-def report_header(title: str, run_seconds: float, jobs: int, argv: list[str], note: str | None) -> tuple[list, dict]:
-    """`(markdown lines, json fields)` every report starts with: when, where, how long, the command and the code."""
-    machine, date, command = machine_description(), utc_timestamp(), shown_command(argv)
+def report_header(title: str, run_seconds: float, jobs: int, argv: list[str], note: str | None,
+                  script: str = "benchmarks/fashion_mnist.py", code: str | None = None) -> tuple[list, dict]:
+    """`(markdown lines, json fields)` every report starts with: when, where, how long, the command of `script` and
+    the code fingerprint (`code`, default `code_fingerprint()`)."""
+    machine, date, command = machine_description(), utc_timestamp(), shown_command(argv, script)
+    code = code or code_fingerprint()
     lines = [
         f"# {title}",
         "",
         f"Run {date} on {machine}; the runs took {run_seconds / 60:.0f} min summed over runs ({jobs} in "
-        f"parallel). Command: `{command}` (code fingerprint `{code_fingerprint()}`)" + (f"\n\n{note}" if note else ""),
+        f"parallel). Command: `{command}` (code fingerprint `{code}`)" + (f"\n\n{note}" if note else ""),
         "",
     ]
-    fields = {"date": date, "machine": machine, "command": command, "code_fingerprint": code_fingerprint(),
+    fields = {"date": date, "machine": machine, "command": command, "code_fingerprint": code,
               "run_seconds_summed": round(run_seconds, 1)}
     return lines, fields
 
@@ -658,6 +685,27 @@ def missing_lines(missing: list[str], planned: int) -> list[str]:
     return [f"**Incomplete: {len(missing)} of {planned} runs have not finished; their cells are left out or have "
             "fewer seeds.**", "", f"<details><summary>The {len(missing)} unfinished runs</summary>", "",
             "; ".join(missing) + ".", "", "</details>", ""]
+
+
+def seeds_phrase(seeds: int) -> str:
+    """How a report's table aggregates `seeds` pretraining seeds."""
+    return (f"mean ± std over pretraining seeds (n = number of seeds where fewer than {seeds} finished)" if seeds > 1
+            else "one pretraining seed (no spread, so no verdicts)")
+
+
+def verdict_lines(comparisons: list[dict]) -> list[str]:
+    """The report's verdicts: how they are decided, one sentence per pair, the comparison table."""
+    return ["Verdicts over pretraining seeds: `better`/`worse` when the difference of the means exceeds twice its "
+            "standard error, else `no clear difference`; \"seeds where better\" pairs the runs of each seed.", "",
+            *headlines(comparisons), "", markdown_comparisons(comparisons), ""]
+
+
+def commands_lines(pretraining: list[dict], seed: int, examples: list[Run]) -> list[str]:
+    """The report's "Commands" section: the pretraining commands of `seed` and the `examples`' commands."""
+    return ["## Commands", "",
+            "Every run is a subprocess from the repository root (`benchmarks/cache/` holds data, checkpoints, logs):",
+            "", "```bash", *[display(r["command"]) for r in pretraining if r["seed"] == seed],
+            *[display(run.command) for run in examples], "```", ""]
 
 
 def finetuning_line(budget: Budget) -> str:
@@ -734,21 +782,12 @@ def write_report(budget: Budget, rows: list[Row], records: list[dict], pretraini
                          for name, runs in pretraining_summary.items()]
     markdown = "\n".join([
         *header,
-        "Test top-1 (%), "
-        + (f"mean ± std over pretraining seeds (n = number of seeds where fewer than {len(budget.seeds)} finished)"
-           if len(budget.seeds) > 1 else "one pretraining seed (no spread, so no verdicts)")
-        + "; best of each column in bold; — : no finished run.",
+        f"Test top-1 (%), {seeds_phrase(len(budget.seeds))}; best of each column in bold; — : no finished run.",
         "",
         *missing_lines(missing, planned),
         markdown_table(summaries, names, protocols, {r.name: r.method.description for r in rows}, len(budget.seeds)),
         "",
-        "Verdicts over pretraining seeds: `better`/`worse` when the difference of the means exceeds twice its "
-        "standard error, else `no clear difference`; \"seeds where better\" pairs the runs of each seed.",
-        "",
-        *headlines(comparisons),
-        "",
-        markdown_comparisons(comparisons),
-        "",
+        *verdict_lines(comparisons),
         "## Pretraining budget",
         "",
         markdown_budget_table(summaries, comparisons, headline_budgets, protocols),
@@ -765,15 +804,7 @@ def write_report(budget: Budget, rows: list[Row], records: list[dict], pretraini
         "|---|---:|---:|---:|",
         *pretraining_lines,
         "",
-        "## Commands",
-        "",
-        "Every run is a subprocess from the repository root (`benchmarks/cache/` holds data, checkpoints, logs):",
-        "",
-        "```bash",
-        *[display(r["command"]) for r in pretraining if r["seed"] == budget.seeds[0]],
-        *[display(run.command) for run in example_runs],
-        "```",
-        "",
+        *commands_lines(pretraining, budget.seeds[0], example_runs),
         f"(The pretraining commands of seed {budget.seeds[0]} and one fine-tuning and one probe command per protocol "
         "are shown; the others differ only in `--seed`, `--model_name_or_path` and the output folder.)",
         "",
@@ -846,10 +877,17 @@ def parse_args(argv):
     parser.add_argument("--convergence", action="store_true",
                         help="Only the random-init rows, fine-tuned at each protocol's convergence_epochs: writes "
                         "fashion_mnist_convergence.{json,md,png}, which the main report then quotes.")
-    parser.add_argument("--jobs", type=int, default=2, help="Runs in parallel (default 2, one per core).")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
     parser.add_argument("--methods", nargs="+", choices=[slug(m.name) for m in METHODS], metavar="NAME",
                         help=f"Only these methods (default: all of {', '.join(slug(m.name) for m in METHODS)}).")
+    add_run_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of how a benchmark runs and reports: --jobs, --threads, --cached_only, --note, --results_dir,
+    --cache_dir."""
+    parser.add_argument("--jobs", type=int, default=2, help="Runs in parallel (default 2, one per core).")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1).")
     parser.add_argument("--cached_only", action="store_true",
                         help="Start no run: report the finished ones and list the missing ones in the md.")
     parser.add_argument("--note", help="A sentence for the md, e.g. about other load on the machine during the run.")
@@ -857,15 +895,15 @@ def parse_args(argv):
                         help="Where the reports go (default: benchmarks/results; quick mode: "
                         "benchmarks/results/quick).")
     parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR)
-    return parser.parse_args(argv)
 
 
-def nothing_finished(missing: list[str], plan: Plan, report: Path, argv: list[str]) -> bool:
+def nothing_finished(missing: list[str], plan: Plan, report: Path, argv: list[str],
+                     script: str = "benchmarks/fashion_mnist.py") -> bool:
     """True (after saying so) when no run of `plan` has finished and `report` exists: a report of nothing would
     overwrite the results it holds, as `--cached_only` in a fresh clone, whose cache is empty, would."""
     if len(missing) < len(plan.runs) or not report.is_file():
         return False
-    command = " ".join(["python benchmarks/fashion_mnist.py", *(a for a in argv if a != "--cached_only")])
+    command = " ".join([f"python {script}", *(a for a in argv if a != "--cached_only")])
     print(f"None of the {len(plan.runs)} runs has finished in this cache, so {report} and its .json/.png are left "
           f"as they are (a report of no runs would replace them). Start the runs with `{command}`, or pass "
           "--results_dir to write the empty report elsewhere.")

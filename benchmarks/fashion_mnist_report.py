@@ -171,7 +171,7 @@ def _pyplot():
 
 
 def plot(summaries, methods: list[str], protocols: list[str], path: Path, title: str,
-         budget_pairs: list[tuple[float, str, str]] = ()) -> None:
+         budget_pairs: list[tuple[float, str, str]] = (), metric: str = "test top-1 (%)") -> None:
     """Grouped bars: one group per protocol, one bar per method, error bars = std over seeds. With `budget_pairs`
     (`(epochs, candidate, reference)`), a second panel draws both methods' accuracy against pretraining epochs."""
     plt = _pyplot()
@@ -194,7 +194,7 @@ def plot(summaries, methods: list[str], protocols: list[str], path: Path, title:
         all_means += means
         axis.bar(xs, means, width, yerr=stds, capsize=2, label=method, color=colors(index % 20))
     axis.set_xticks(range(len(protocols)), protocols)
-    axis.set_ylabel("test top-1 (%), mean ± std over pretraining seeds")
+    axis.set_ylabel(f"{metric}, mean ± std over pretraining seeds")
     if all_means:
         axis.set_ylim(max(0, min(all_means) - 10), min(100, max(all_means) + 5))
     axis.set_title(title)
@@ -264,6 +264,16 @@ def convergence_verdicts(curves, chosen: dict[tuple[str, str], int]) -> list[dic
     return rows
 
 
+def converged_budget(curve: dict[int, Summary]) -> int | None:
+    """The budget a curve picks: its shortest budget that `convergence_verdicts` judges converged (no longer budget
+    better beyond the seed spread), else its longest one (not converged, or too few seeds to tell); None for an
+    empty curve."""
+    for epochs in curve:
+        if convergence_verdicts({("", ""): curve}, {("", ""): epochs})[0]["converged"]:
+            return epochs
+    return max(curve, default=None)
+
+
 def convergence_sentence(row: dict) -> str:
     """One line of the report per curve: the chosen budget, what a longer one adds, and the conclusion."""
     where = f"- {row['method']}, {row['protocol']}"
@@ -294,7 +304,8 @@ def markdown_convergence(curves, chosen: dict[tuple[str, str], int], expected_n:
     return "\n".join(lines)
 
 
-def plot_convergence(curves, chosen: dict[tuple[str, str], int], path: Path, title: str) -> None:
+def plot_convergence(curves, chosen: dict[tuple[str, str], int], path: Path, title: str,
+                     metric: str = "test top-1 (%)") -> None:
     """Test top-1 against fine-tuning epochs (log scale), one line per curve; the chosen budget is a hollow marker."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
@@ -307,7 +318,7 @@ def plot_convergence(curves, chosen: dict[tuple[str, str], int], path: Path, tit
             axis.plot([epochs], [curve[epochs].mean], "o", markersize=12, fillstyle="none", color=f"C{index}")
     axis.set_xscale("log")
     axis.set_xlabel("fine-tuning epochs (hollow ring: the benchmark's budget)")
-    axis.set_ylabel("test top-1 (%), mean ± std over seeds")
+    axis.set_ylabel(f"{metric}, mean ± std over seeds")
     axis.set_title(title)
     if curves:
         axis.legend(fontsize=8)

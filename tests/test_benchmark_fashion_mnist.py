@@ -213,7 +213,7 @@ def test_runs_respect_dependencies_and_are_reused_when_the_command_is_unchanged(
     second = _python_run(tmp_path, "second", append.format(str(log), "b"))
     results = run_all([first, second], jobs=2, threads=1, after={"second": "first"})
     assert [r["text"] for r in results] == ["a", "ab"]  # second waited for first despite a free worker
-    assert results[0]["command"] == first.command and results[0]["seconds"] >= 0
+    assert results[0]["command"] == ["python", *first.command[1:]] and results[0]["seconds"] >= 0
     assert run_all([first], jobs=1, threads=1, after={})[0]["text"] == "a"  # reused: not run again
     assert log.read_text() == "ab"
 
@@ -237,6 +237,62 @@ def test_runs_made_by_other_code_are_not_reused(tmp_path):
     run.code = "edited-package"
     run_all([run], jobs=1, threads=1, after={})
     assert log.read_text() == "xx"  # same command, other code: run again
+
+
+def test_a_folder_left_by_other_code_is_emptied_before_the_rerun(tmp_path):
+    from benchmarks.fashion_mnist import run_all
+
+    log = tmp_path / "log"
+    log.write_text("")
+    run = _python_run(tmp_path, "run", "open({!r}, 'a').write('x')".format(str(log)))
+    run_all([run], jobs=1, threads=1, after={})
+    (run.output_dir / "all_results.json").write_text("{}")  # what a script takes for its own finished run
+    run.code = "edited-package"
+    assert run_all([run], jobs=1, threads=1, after={})[0]["code"] == "edited-package"
+    assert log.read_text() == "xx" and not (run.output_dir / "all_results.json").exists()
+
+    # An interrupted run (started, never finished) of other code is emptied too; one of this code is resumed.
+    record = json.loads((run.output_dir / "benchmark_run.json").read_text())
+    for code, kept in (("older-package", False), ("edited-package", True)):
+        (run.output_dir / "benchmark_run.json").write_text(json.dumps(
+            {"key": record["key"], "command": record["command"], "code": code}))
+        (run.output_dir / "checkpoint-5").mkdir()
+        run_all([run], jobs=1, threads=1, after={})
+        assert (run.output_dir / "checkpoint-5").is_dir() == kept
+
+
+def test_recorded_commands_name_repository_relative_paths_and_python(tmp_path):
+    from benchmarks.fashion_mnist import (
+        REPO,
+        display,
+        portable,
+        read_pretraining_result,
+        relative,
+        run_all,
+        shown_command,
+    )
+
+    command = [sys.executable, "run_finetuning.py", "--model_name_or_path", str(REPO / "benchmarks/cache/x"),
+               "--data_files=" + str(REPO / "data.parquet"), "--output_dir", str(tmp_path / "out")]
+    assert portable(command) == ["python", "run_finetuning.py", "--model_name_or_path", "benchmarks/cache/x",
+                                 "--data_files=data.parquet", "--output_dir", str(tmp_path / "out")]
+    assert display(command).startswith("python run_finetuning.py --model_name_or_path benchmarks/cache/x ")
+    assert shown_command(["--cache_dir", str(REPO / "benchmarks/other"), "--note", "busy", "--cached_only"]) == (
+        "python benchmarks/fashion_mnist.py --cache_dir benchmarks/other")
+
+    assert relative(REPO / "benchmarks" / "cache" / "full") == "benchmarks/cache/full"
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "all_results.json").write_text('{"train_loss": 0.5}')
+    assert read_pretraining_result(tmp_path) == {"checkpoint": str(tmp_path / "checkpoint"), "train_loss": 0.5}
+
+    (tmp_path / "log").write_text("")
+    run = _python_run(tmp_path, "run", "pass")
+    run.command = run.command + [str(REPO / "README.md")]
+    result = run_all([run], jobs=1, threads=1, after={})[0]
+    saved = json.loads((run.output_dir / "benchmark_run.json").read_text())
+    assert saved["command"] == result["command"] == ["python", *run.command[1:-1], "README.md"]
+    assert sys.executable not in json.dumps(saved) and str(REPO) not in json.dumps(saved)
+    assert run.cached_result() == saved  # the relative record is what the next invocation reuses
 
 
 def test_failed_runs_are_listed_with_their_log_after_the_others_finish(tmp_path):
@@ -396,6 +452,8 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
 
 def _finish_as_cached(runs, accuracy_of):
     """Write each run's `benchmark_run.json` as if it had finished, with test top-1 `accuracy_of(run)`."""
+    from benchmarks.fashion_mnist import portable
+
     for run in runs:
         if run.key.startswith("pretrain "):
             result = {"checkpoint": str(run.output_dir / "checkpoint"), "train_loss": 0.5}
@@ -405,7 +463,7 @@ def _finish_as_cached(runs, accuracy_of):
             result = {"accuracies": {"100 labels/class": accuracy_of(run)}}
         run.output_dir.mkdir(parents=True, exist_ok=True)
         (run.output_dir / "benchmark_run.json").write_text(json.dumps(
-            {"key": run.key, "command": run.command, "code": run.code, "seconds": 1.0, **result}))
+            {"key": run.key, "command": portable(run.command), "code": run.code, "seconds": 1.0, **result}))
 
 
 def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_seeds(fake_fashion_mnist, tmp_path,

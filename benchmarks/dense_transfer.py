@@ -1,0 +1,426 @@
+"""Do A2MIM encoders transfer better to dense prediction? Semantic segmentation (UperNet) and object detection
+(Conditional DETR) on Fashion-MNIST scenes, from random init, SimMIM-style and A2MIM encoders of three families.
+
+    python benchmarks/dense_transfer.py           # the full protocol: ~15 h of runs, ~7.5 h at --jobs 2 (estimated)
+    python benchmarks/dense_transfer.py --quick   # a smoke version: one seed, tiny budgets, 13 min on 2 cores
+
+The encoders are those of `benchmarks/fashion_mnist.py` (same methods, initial weights, pretraining commands, seeds
+and cache, so a finished classification benchmark's ResNet and ConvNeXt pretraining runs are reused), plus a
+BEiT-style ViT family (`vit-micro`), because the dense scripts take a BEiT backbone and refuse a plain `ViTModel`.
+Each encoder is fine-tuned end to end with `run_semantic_segmentation.py` (UperNet, mIoU) and
+`run_object_detection.py` (Conditional DETR, COCO mAP), called as subprocesses with every recipe flag explicit, on
+scenes of `modeling_a2mim/data/scenes.py` built from the real dataset: a label-scarce set of training scenes whose
+garments come from the 60,000 training images, and evaluation scenes whose garments come from the 10,000 test images.
+The random-init rows are the scripts' `--model_preset` baseline (the same network, random weights, `--seed`).
+
+The fine-tuning budget of each (task, family) comes from its random-init convergence curve, which this command runs
+first (every seed): the shortest budget on the curve that no longer budget beats beyond the seed spread
+(`converged_budget`, the rule of the classification benchmark), else the curve's longest. Every method of the family
+is then fine-tuned at that budget, once per pretraining seed with the same seed, so mIoU / mAP are mean ± std over
+pretraining seeds and every verdict is over them. Results: `benchmarks/results/dense_transfer.{json,md,png}` and
+`dense_transfer_convergence.png`; quick mode writes to `benchmarks/results/quick/` (ignored by git) and uses its own
+cache folder. `--cached_only` reports what has finished without starting anything.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.fashion_mnist import (  # noqa: E402
+    A2MIM,
+    BUDGETS,
+    CNN_SIMMIM_STYLE,
+    CODE_FILES,
+    METHODS,
+    RANDOM_INIT,
+    RESULTS_DIR,
+    SIMMIM,
+    Budget,
+    Method,
+    Plan,
+    Row,
+    Run,
+    add_run_arguments,
+    code_fingerprint,
+    commands_lines,
+    comparison_pairs,
+    evaluation_dir,
+    evaluation_records,
+    execute,
+    export_fashion_mnist,
+    missing_lines,
+    nothing_finished,
+    pretraining_run,
+    report_header,
+    seeds_phrase,
+    slug,
+    table_rows,
+    verdict_lines,
+    write_initial_encoders,
+)
+from benchmarks.fashion_mnist_report import (  # noqa: E402
+    compare,
+    converged_budget,
+    convergence_curves,
+    convergence_sentence,
+    convergence_verdicts,
+    markdown_convergence,
+    markdown_table,
+    plot,
+    plot_convergence,
+    summarize,
+    write_json,
+)
+
+SCRIPT = "benchmarks/dense_transfer.py"
+DENSE_CODE_FILES = (*CODE_FILES, "run_semantic_segmentation.py", "run_object_detection.py")
+SEGMENTATION, DETECTION = "segmentation", "detection"
+
+# The BEiT-style family: the `vit-micro` preset (BEiT encoder, 32 px, patch 4). Its SimMIM-style row is the CNNs'
+# (the token replaces the patch embeddings, mask_layer 0, no mean fill, L1, no frequency loss) through
+# run_pretraining.py: transformers' SimMIM class for BEiT (`BeitForMaskedImageModeling`) predicts visual tokens.
+BEIT_METHODS = [
+    Method("BEiT random init", "vit-micro (BEiT-style ViT 96x4), 32 px, no pretraining", "beit", RANDOM_INIT,
+           preset="vit-micro"),
+    Method("BEiT SimMIM-style", "vit-micro, token replaces the patch embeddings, no mean fill, L1, no freq", "beit",
+           SIMMIM, "run_pretraining.py", preset="vit-micro", overrides=CNN_SIMMIM_STYLE),
+    Method("BEiT A2MIM", "vit-micro, A2MIM (L1 + 0.1 freq, mean fill)", "beit", A2MIM, "run_pretraining.py",
+           preset="vit-micro"),
+]
+DENSE_METHODS = [m for m in METHODS if m.family in ("resnet", "convnext") and m.role != "ablation"] + BEIT_METHODS
+
+
+@dataclass(frozen=True)
+class Task:
+    """A dense task: its script, the metric it reports (`all_results.json` key), its families with their scene
+    side, and its fine-tuning recipe (`flags`, the same for every method; the budget is set per family)."""
+
+    name: str  # SEGMENTATION or DETECTION
+    script: str
+    metric: str
+    column: str  # the table's column
+    scene_sizes: dict[str, int]  # family -> scene side in pixels (the families this task runs)
+    batch_size: int
+    convergence_epochs: tuple[int, ...]  # the random-init curve's budgets, in epochs over the training scenes
+    flags: tuple[str, ...]
+
+    def data_flags(self, scenes: Path, size: int) -> list[str]:
+        if self.name == SEGMENTATION:
+            return ["--label_column_name", "annotation", "--id2label", str(scenes / "id2label.json")]
+        return ["--image_square_size", str(size)]
+
+
+# UperNet as the script's CPU default (`PLAIN`: AdamW + poly, UperHead 64 channels), written out.
+SEGMENTATION_FLAGS = ("--learning_rate", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "0.05",
+                      "--head_channels", "64")
+# Conditional DETR, CPU-sized as the README's detection command (the backbone at the head's learning rate).
+DETECTION_FLAGS = ("--detector", "conditional_detr", "--num_queries", "10", "--d_model", "64", "--encoder_layers", "2",
+                   "--decoder_layers", "2", "--attention_heads", "4", "--ffn_dim", "256", "--learning_rate", "3e-4",
+                   "--backbone_lr_multiplier", "1", "--weight_decay", "1e-4", "--max_grad_norm", "0.1",
+                   "--warmup_steps", "0.05")
+TASKS = (
+    # Scenes at each encoder's pretraining resolution (the BEiT encoder cannot take another one).
+    Task(SEGMENTATION, "run_semantic_segmentation.py", "eval_mean_iou", "mIoU (segmentation)",
+         {"resnet": 64, "convnext": 64, "beit": 32}, 8, (5, 10, 20, 40), SEGMENTATION_FLAGS),
+    # The CNNs' stride-32 map is 3x3 at 96 px (2x2 at 64 px).
+    Task(DETECTION, "run_object_detection.py", "eval_map", "mAP (detection)",
+         {"resnet": 96, "convnext": 96, "beit": 32}, 16, (10, 20, 40, 80), DETECTION_FLAGS),
+)
+
+
+@dataclass(frozen=True)
+class DenseBudget:
+    """What a mode fixes: the pretraining (a `fashion_mnist.Budget`; its `mode` names the cache folder, shared with
+    the classification benchmark of that budget), the scenes, the tasks and the seeds."""
+
+    mode: str
+    pretraining: Budget
+    train_scenes: int  # the label-scarce fine-tuning set
+    eval_scenes: int
+    tasks: tuple[Task, ...]
+    seeds: tuple[int, ...]
+
+    def steps(self, task: Task, epochs: int) -> int:
+        return math.ceil(epochs * self.train_scenes / task.batch_size)
+
+
+BUDGETS_DENSE = {
+    # 400 scenes hold about 1,000 garments: the classification benchmark's 100 labels per class.
+    "full": DenseBudget("full", BUDGETS["full"], train_scenes=400, eval_scenes=1000, tasks=TASKS, seeds=(0, 1, 2)),
+    "quick": DenseBudget(
+        "quick",
+        dataclasses.replace(BUDGETS["quick"], mode="dense-quick", pretrain_epochs=(0.05,)),  # 23 steps
+        train_scenes=32, eval_scenes=16, seeds=(0,),
+        tasks=tuple(dataclasses.replace(task, convergence_epochs=(1, 2)) for task in TASKS),
+    ),
+}
+
+
+def export_scenes(cache_dir: Path, train_scenes: int, eval_scenes: int, size: int) -> Path:
+    """A `save_to_disk` folder with `train` (garments from the 60,000 training images) and `validation` (from the
+    10,000 test images) scenes of side `size` (scene seed 0), and the masks' `id2label.json`; reused when present."""
+    from datasets import DatasetDict
+
+    from modeling_a2mim.data.fashion_mnist import DEFAULT_DIR, read_fashion_mnist
+    from modeling_a2mim.data.scenes import SCENE_ID2LABEL, scene_dataset
+
+    folder = cache_dir / f"scenes_{train_scenes}_train_{eval_scenes}_test_{size}px"
+    if (folder / "id2label.json").is_file():
+        return folder
+    source = Path(os.environ.get("FASHION_MNIST_DIR", DEFAULT_DIR))
+    read_fashion_mnist("test", source)  # the install instructions, before anything is written
+    temporary = folder.with_name(folder.name + ".tmp")
+    DatasetDict({"train": scene_dataset("train", train_scenes, size, 0, source),
+                 "validation": scene_dataset("test", eval_scenes, size, 0, source)}).save_to_disk(str(temporary))
+    (temporary / "id2label.json").write_text(json.dumps(SCENE_ID2LABEL) + "\n")
+    temporary.rename(folder)
+    return folder
+
+
+def dense_run(task: Task, row: Row, seed: int, epochs: int, budget: DenseBudget, scenes: dict[int, Path],
+              checkpoint: Path | None, run_dir: Path) -> Run:
+    """Fine-tune `checkpoint` (None: the family's preset from random init) on `task` for `epochs` over the training
+    scenes, with `seed`; the result maps the task's column to its metric. The folder lies under the row's
+    evaluations, which a new pretraining of the row removes."""
+    family = row.method.family
+    size = task.scene_sizes[family]
+    output_dir = evaluation_dir(row, seed, run_dir) / slug(f"{task.name} {epochs} ep")
+    start = ["--model_preset", row.method.preset] if checkpoint is None else ["--model_name_or_path", str(checkpoint)]
+    command = [
+        sys.executable, task.script, *start,
+        "--dataset_name", str(scenes[size]), "--image_column_name", "image", *task.data_flags(scenes[size], size),
+        "--output_dir", str(output_dir / "result"),
+        "--max_steps", str(budget.steps(task, epochs)),
+        "--per_device_train_batch_size", str(task.batch_size),
+        "--per_device_eval_batch_size", "64",
+        *task.flags,
+        "--do_train", "--do_eval",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--report_to", "none",
+        "--dataloader_num_workers", "0",
+        "--seed", str(seed),
+        "--use_cpu",
+    ]
+
+    def read_result(output_dir: Path) -> dict:
+        metrics = json.loads((output_dir / "result" / "all_results.json").read_text())
+        return {"accuracies": {task.column: metrics[task.metric]}}
+
+    return Run(f"{task.name} {epochs} ep {row.name} seed {seed}", command, output_dir, read_result,
+               record={"method": row.name, "seed": seed, "epochs": epochs}, code=code_fingerprint(DENSE_CODE_FILES))
+
+
+def random_init_row(rows: list[Row], family: str) -> Row | None:
+    return next((r for r in rows if r.method.family == family and r.epochs is None), None)
+
+
+def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
+    """The random-init rows at every budget of their tasks' curves, every seed; CNN families first."""
+    runs = [dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
+            for row in sorted((r for r in rows if r.epochs is None), key=lambda r: r.method.family == "beit")
+            for task in budget.tasks if row.method.family in task.scene_sizes
+            for epochs in task.convergence_epochs for seed in budget.seeds]
+    return Plan(runs, {}, [])
+
+
+def chosen_budgets(curve_records: list[dict], rows: list[Row], budget: DenseBudget) -> dict[tuple[str, str], int]:
+    """`{(random-init row, task column): epochs}` picked by `converged_budget` on each curve (its longest budget
+    while no run of it has finished)."""
+    curves = convergence_curves(curve_records)
+    chosen = {}
+    for task in budget.tasks:
+        for family in task.scene_sizes:
+            row = random_init_row(rows, family)
+            if row is not None:
+                curve = curves.get((row.name, task.column), {})
+                chosen[row.name, task.column] = converged_budget(curve) or max(task.convergence_epochs)
+    return chosen
+
+
+def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, str], int], data: dict[str, Path],
+                  scenes, run_dir: Path) -> Plan:
+    """Family by family (CNNs first): the pretraining runs (`fashion_mnist.pretraining_run`, the classification
+    benchmark's own), then every row's fine-tuning on every task at the family's chosen budget, each after its
+    pretraining."""
+    runs, after, examples = [], {}, {}
+    for family in sorted(dict.fromkeys(r.method.family for r in rows), key=lambda f: f == "beit"):
+        members = [r for r in rows if r.method.family == family]
+        random_init = random_init_row(rows, family)
+        pretraining = {(r.name, seed): pretraining_run(r, seed, budget.pretraining, data, run_dir)
+                       for r in members if r.epochs is not None for seed in budget.seeds}
+        runs += pretraining.values()
+        for task in budget.tasks:
+            if family not in task.scene_sizes or random_init is None:
+                continue
+            epochs = chosen[random_init.name, task.column]
+            for row in members:
+                for seed in budget.seeds:
+                    before = pretraining.get((row.name, seed))
+                    checkpoint = None if before is None else before.output_dir / "checkpoint"
+                    run = dense_run(task, row, seed, epochs, budget, scenes, checkpoint, run_dir)
+                    runs.append(run)
+                    examples.setdefault((task.name, before is None), run)
+                    if before is not None:
+                        after[run.key] = before.key
+    return Plan(runs, after, list(examples.values()))
+
+
+def budget_sentences(curves, chosen: dict[tuple[str, str], int]) -> list[str]:
+    """Per curve, why its budget: the convergence verdict at the chosen budget, or, when the chosen one is the curve's
+    longest, the verdict at the budget before it (what made the choice fall through to the longest)."""
+    sentences = []
+    for key, epochs in chosen.items():
+        curve = curves.get(key, {})
+        shorter = [e for e in curve if e < epochs]
+        if epochs in curve and epochs == max(curve) and shorter:
+            row = convergence_verdicts({key: curve}, {key: max(shorter)})[0]
+            sentences.append(f"{convergence_sentence(row)} The runs use the curve's longest budget, {epochs} epochs, "
+                             "which is not shown converged.")
+        else:
+            sentences.append(convergence_sentence(convergence_verdicts({key: curve}, {key: epochs})[0]))
+    return sentences
+
+
+def protocol_lines(budget: DenseBudget) -> list[str]:
+    pretraining = budget.pretraining
+    epochs = pretraining.pretrain_epochs[0]
+    lines = [
+        f"- Pretraining (no labels, `benchmarks/fashion_mnist.py`'s runs): {epochs:g} epoch(s) = "
+        f"{pretraining.pretrain_steps(epochs)} steps x batch {pretraining.pretrain_batch_size} of the 60,000 "
+        "Fashion-MNIST training images for every pretrained row, from the family's random encoder at that seed.",
+        f"- Scenes (`modeling_a2mim/data/scenes.py`, scene seed 0): {budget.train_scenes} training scenes whose "
+        f"garments come from the 60,000 training images (the label-scarce set), {budget.eval_scenes} evaluation "
+        "scenes whose garments come from the 10,000 test images.",
+    ]
+    for task in budget.tasks:
+        sizes = ", ".join(f"{family} {size} px" for family, size in task.scene_sizes.items())
+        lines.append(f"- {task.name.capitalize()} (`{task.script}`, batch {task.batch_size}, scenes: {sizes}): "
+                     f"`{' '.join(task.flags)}`; random-init curve at {', '.join(map(str, task.convergence_epochs))} "
+                     f"epochs over the training scenes; metric `{task.metric}`.")
+    lines.append(f"- Seeds: pretraining seeds {', '.join(map(str, budget.seeds))}; seed s fixes the initial encoder, "
+                 "its pretraining and its one fine-tuning run per task (same seed): mean ± sample std over seeds.")
+    return lines
+
+
+def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curve_records: list[dict],
+                 chosen: dict[tuple[str, str], int], pretraining: list[dict], examples: list[Run], missing: list[str],
+                 planned: int, run_seconds: float, args, argv: list[str]) -> None:
+    columns = [task.column for task in budget.tasks]
+    names = [r.name for r in rows]
+    summaries = summarize(records)
+    comparisons = compare(records, comparison_pairs(rows), columns)
+    curves = convergence_curves(curve_records)
+    verdicts = convergence_verdicts(curves, chosen)
+    code = code_fingerprint(DENSE_CODE_FILES)
+    header, fields = report_header(f"Dense transfer: do A2MIM encoders pay off for segmentation and detection? "
+                                   f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT, code)
+    seeds = len(budget.seeds)
+    results_dir = args.results_dir
+    markdown = "\n".join([
+        *header,
+        f"mIoU and COCO mAP (%) on the evaluation scenes, {seeds_phrase(seeds)}; best of each column in bold; — : no "
+        "finished run.",
+        "",
+        *missing_lines(missing, planned),
+        markdown_table(summaries, names, columns, {r.name: r.method.description for r in rows}, seeds),
+        "",
+        *verdict_lines(comparisons),
+        "## Fine-tuning budget: the random-init curves",
+        "",
+        "Each (task, family) fine-tunes at the shortest budget of its random-init curve that no longer budget beats "
+        "beyond the seed spread (bold), else at the curve's longest; every method of the family gets that budget.",
+        "",
+        markdown_convergence(curves, chosen, seeds),
+        "",
+        *budget_sentences(curves, chosen),
+        "",
+        "![curves](dense_transfer_convergence.png)",
+        "",
+        "## Protocol",
+        "",
+        *protocol_lines(budget),
+        "",
+        *commands_lines(pretraining, budget.seeds[0], examples),
+    ])
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "dense_transfer.md").write_text(markdown)
+    plot(summaries, names, columns, results_dir / "dense_transfer.png",
+         f"Dense transfer, {budget.mode} mode, {seeds} pretraining seed(s)", metric="mIoU / mAP (%)")
+    plot_convergence(curves, chosen, results_dir / "dense_transfer_convergence.png",
+                     f"Dense transfer, {budget.mode} mode: random-init fine-tuning vs epochs", "mIoU / mAP (%)")
+    write_json(results_dir / "dense_transfer.json", {
+        **fields,
+        "budget": asdict(budget),
+        "methods": [asdict(m) for m in {r.method.name: r.method for r in rows}.values()],
+        "chosen_epochs": [{"method": method, "protocol": column, "epochs": epochs}
+                          for (method, column), epochs in chosen.items()],
+        "summary": {m: {p: asdict(s) for p, s in by_column.items()} for m, by_column in summaries.items()},
+        "comparisons": comparisons,
+        "convergence_verdicts": verdicts,
+        "pretraining": pretraining,
+        "missing_runs": missing,
+        "runs": records,
+        "convergence_runs": curve_records,
+    })
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="The smoke budget instead of the full one.")
+    parser.add_argument("--tasks", nargs="+", choices=[SEGMENTATION, DETECTION], help="Only these tasks.")
+    parser.add_argument("--families", nargs="+", choices=["resnet", "convnext", "beit"], help="Only these families.")
+    add_run_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    args.results_dir = args.results_dir or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    budget = BUDGETS_DENSE["quick" if args.quick else "full"]
+    tasks = tuple(t for t in budget.tasks if args.tasks is None or t.name in args.tasks)
+    families = args.families or ["resnet", "convnext", "beit"]
+    tasks = tuple(dataclasses.replace(t, scene_sizes={f: s for f, s in t.scene_sizes.items() if f in families})
+                  for t in tasks)
+    budget = dataclasses.replace(budget, tasks=tasks)
+    methods = [m for m in DENSE_METHODS if m.family in families]
+    rows = table_rows(methods, budget.pretraining)
+    pretraining = budget.pretraining
+    data = export_fashion_mnist(args.cache_dir / "data", pretraining.pretrain_images, pretraining.test_per_class)
+    sizes = sorted({size for task in tasks for size in task.scene_sizes.values()})
+    scenes = {size: export_scenes(args.cache_dir / "data", budget.train_scenes, budget.eval_scenes, size)
+              for size in sizes}
+    run_dir = args.cache_dir / pretraining.mode
+    write_initial_encoders(methods, budget.seeds, run_dir)
+
+    curve = plan_curve(rows, budget, scenes, run_dir)
+    curve_results, curve_missing, curve_seconds = execute(curve, args)
+    curve_records = evaluation_records(curve.runs, curve_results)
+    chosen = chosen_budgets(curve_records, rows, budget)
+    plan = plan_transfer(rows, budget, chosen, data, scenes, run_dir)
+    results, missing, _ = execute(plan, args)
+    curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs
+    both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], {}, [])
+    missing_all = list(dict.fromkeys([*curve_missing, *missing]))
+    if nothing_finished(missing_all, both, args.results_dir / "dense_transfer.md", argv, SCRIPT):
+        return
+    done = [{**run.record, **results[run.key]} for run in plan.runs if run.key.startswith("pretrain ")
+            and run.key in results]
+    evaluations = [run for run in plan.runs if not run.key.startswith("pretrain ")]
+    seconds = curve_seconds + sum(result["seconds"] for key, result in results.items() if key not in curve_keys)
+    write_report(budget, rows, evaluation_records(evaluations, results), curve_records, chosen, done, plan.examples,
+                 missing_all, len(both.runs), seconds, args, argv)
+    print((args.results_dir / "dense_transfer.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The dense transfer benchmark's pieces that need no training: the budget choice, the plans, the verdicts and the
+report (from runs written as if finished)."""
+
+import json
+import sys
+
+from benchmarks.fashion_mnist_report import Summary, converged_budget
+from tests.test_benchmark_fashion_mnist import fake_fashion_mnist  # noqa: F401 (a fixture)
+
+
+def _flag(command, name):
+    return command[command.index(name) + 1]
+
+
+def test_the_budget_is_the_shortest_that_no_longer_one_beats_else_the_longest():
+    spread = 1.0
+    flat = {5: Summary(60.0, spread, 3), 10: Summary(70.0, spread, 3), 20: Summary(70.5, spread, 3),
+            40: Summary(70.2, spread, 3)}
+    assert converged_budget(flat) == 10  # 5 is beaten by 10; nothing beats 10 beyond the spread
+    rising = {5: Summary(60.0, spread, 3), 10: Summary(65.0, spread, 3), 20: Summary(70.0, spread, 3)}
+    assert converged_budget(rising) == 20  # never converged: the longest
+    assert converged_budget({1: Summary(60.0, 0.0, 1), 2: Summary(61.0, 0.0, 1)}) == 2  # one seed: cannot judge
+    assert converged_budget({}) is None
+
+
+def _budget():
+    import benchmarks.dense_transfer as dense
+
+    pretraining = dense.Budget("full", pretrain_images=20, pretrain_epochs=(1,), pretrain_batch_size=10, protocols=(),
+                               test_per_class=2)
+    tasks = tuple(dense.dataclasses.replace(task, convergence_epochs=(10, 20)) for task in dense.TASKS)
+    return dense.DenseBudget("full", pretraining, train_scenes=4, eval_scenes=2, tasks=tasks, seeds=(0, 1, 2))
+
+
+def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_init_from_the_preset(tmp_path):
+    import benchmarks.dense_transfer as dense
+    from benchmarks.fashion_mnist import BUDGETS, METHODS, plan_runs, table_rows
+
+    budget = dense.BUDGETS_DENSE["full"]
+    rows = dense.table_rows(dense.DENSE_METHODS, budget.pretraining)
+    assert [r.name for r in rows if r.method.family == "beit"] == ["BEiT random init", "BEiT SimMIM-style",
+                                                                   "BEiT A2MIM"]
+    scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
+    data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
+    curve = dense.plan_curve(rows, budget, scenes, tmp_path)
+    assert len(curve.runs) == 2 * 3 * 4 * 3 and not curve.after  # tasks x families x budgets x seeds
+    chosen = {key: 20 for key in dense.chosen_budgets([], rows, budget)}
+    plan = dense.plan_transfer(rows, budget, chosen, data, scenes, tmp_path)
+    runs = {run.key: run for run in plan.runs}
+    assert len(plan.pretraining) == 6 * 3 and len(plan.evaluations) == 2 * 9 * 3
+    assert len({run.output_dir for run in [*plan.runs, *curve.runs]}) == len(runs.keys() | {r.key for r in curve.runs})
+
+    # The ResNet A2MIM pretraining is the classification benchmark's run: same command, same folder.
+    classification = plan_runs(table_rows(METHODS, BUDGETS["full"]), BUDGETS["full"].protocols, BUDGETS["full"], data,
+                               tmp_path)
+    theirs = {run.key: run for run in classification.pretraining}["pretrain ResNet A2MIM seed 1"]
+    ours = runs["pretrain ResNet A2MIM seed 1"]
+    assert (ours.command, ours.output_dir, ours.code) == (theirs.command, theirs.output_dir, theirs.code)
+    segmentation = runs["segmentation 20 ep ResNet A2MIM seed 1"]
+    assert plan.after[segmentation.key] == ours.key and ours.invalidates in segmentation.output_dir.parents
+    assert _flag(segmentation.command, "--model_name_or_path") == str(ours.output_dir / "checkpoint")
+    assert [_flag(segmentation.command, f) for f in ("--max_steps", "--seed", "--dataset_name", "--id2label")] == [
+        "1000", "1", str(scenes[64]), str(scenes[64] / "id2label.json")]  # 20 epochs of 400 scenes at batch 8
+    assert segmentation.code != ours.code  # the dense scripts are part of the evaluations' fingerprint
+
+    random_init = runs["detection 20 ep BEiT random init seed 2"]
+    assert _flag(random_init.command, "--model_preset") == "vit-micro" and random_init.key not in plan.after
+    assert "--model_name_or_path" not in random_init.command and random_init.command[1] == "run_object_detection.py"
+    assert [_flag(random_init.command, f) for f in ("--image_square_size", "--detector", "--max_steps")] == [
+        "32", "conditional_detr", "500"]
+    assert random_init.key in {run.key for run in curve.runs}  # the curve's run at the chosen budget, reused
+    position = {run.key: index for index, run in enumerate(plan.runs)}
+    assert max(position[r.key] for r in plan.runs if "ResNet" in r.key) < min(
+        position[r.key] for r in plan.runs if "BEiT" in r.key)  # the costlier ViT family last
+    assert [run.key for run in plan.examples] == [
+        "segmentation 20 ep ResNet random init seed 0", "segmentation 20 ep ResNet SimMIM-style seed 0",
+        "detection 20 ep ResNet random init seed 0", "detection 20 ep ResNet SimMIM-style seed 0"]
+
+
+def _finish(runs, metric_of):
+    """Write each run's `benchmark_run.json` as if it had finished with `metric_of(run)`."""
+    from benchmarks.fashion_mnist import portable
+
+    for run in runs:
+        if run.key.startswith("pretrain "):
+            result = {"checkpoint": str(run.output_dir / "checkpoint"), "train_loss": 0.5}
+        else:
+            column = "mIoU (segmentation)" if run.key.startswith("segmentation") else "mAP (detection)"
+            result = {"accuracies": {column: metric_of(run)}}
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        (run.output_dir / "benchmark_run.json").write_text(json.dumps(
+            {"key": run.key, "command": portable(run.command), "code": run.code, "seconds": 1.0, **result}))
+
+
+def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_seeds(
+        fake_fashion_mnist, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
+    import benchmarks.dense_transfer as dense
+    from benchmarks.fashion_mnist import REPO
+
+    budget = _budget()
+    monkeypatch.setitem(dense.BUDGETS_DENSE, "full", budget)
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    flags = ["--cached_only", "--families", "resnet", "--cache_dir", str(cache), "--results_dir", str(results)]
+    dense.main(flags)  # nothing finished, no report yet: an empty report listing every run
+    report = (results / "dense_transfer.md").read_text()
+    # The curve (2 tasks x 2 budgets x 3 seeds), the pretraining (2 rows x 3 seeds), their fine-tuning (2 x 2 x 3)
+    assert "**Incomplete: 30 of 30 runs have not finished" in report
+
+    scenes = {size: dense.export_scenes(cache / "data", 4, 2, size) for size in (64, 96)}
+    assert json.loads((scenes[64] / "id2label.json").read_text())["1"] == "T-shirt/top"
+    rows = dense.table_rows([m for m in dense.DENSE_METHODS if m.family == "resnet"], budget.pretraining)
+    run_dir = cache / "full"
+    curve = dense.plan_curve(rows, budget, scenes, run_dir)
+    seed = {run.key: run.record["seed"] for run in curve.runs}
+    # Segmentation gains nothing beyond the spread after 10 epochs; detection still gains at 20 (its longest).
+    _finish(curve.runs, lambda run: {("segmentation", 10): 0.300, ("segmentation", 20): 0.305,
+                                     ("detection", 10): 0.010, ("detection", 20): 0.050}[
+        run.key.split()[0], run.record["epochs"]] + 0.01 * seed[run.key])
+    chosen = dense.chosen_budgets(dense.evaluation_records(curve.runs, {
+        run.key: json.loads((run.output_dir / "benchmark_run.json").read_text()) for run in curve.runs}), rows, budget)
+    assert chosen == {("ResNet random init", "mIoU (segmentation)"): 10, ("ResNet random init", "mAP (detection)"): 20}
+    data = {"pretrain": cache / "data" / "pretrain_unlabelled_20.parquet"}
+    plan = dense.plan_transfer(rows, budget, chosen, data, scenes, run_dir)
+    gains = {"ResNet random init": 0.0, "ResNet SimMIM-style": 0.002, "ResNet A2MIM": 0.05}
+    _finish([run for run in plan.runs if not (run.output_dir / "benchmark_run.json").is_file()],
+            lambda run: (0.300 if run.key.startswith("segmentation") else 0.050) + gains[run.record["method"]]
+            + 0.01 * run.record["seed"])
+    dense.main(flags)
+    report = (results / "dense_transfer.md").read_text()
+    assert "Incomplete" not in report
+    assert ("| ResNet A2MIM | resnet-micro, A2MIM (token at stage 3, mean fill, focal L1 + 0.5 freq) | **36.0 ± 1.0** "
+            "| **11.0 ± 1.0** |") in report
+    assert "| ResNet random init | resnet-micro, 64 px, no pretraining | 31.0 ± 1.0 | 6.0 ± 1.0 |" in report
+    assert "| ResNet A2MIM vs ResNet random init | mIoU (segmentation) | +5.0 | better | 3/3 |" in report
+    assert ("| ResNet SimMIM-style vs ResNet random init | mAP (detection) | +0.2 | no clear difference | 3/3 |"
+            in report)
+    assert "- ResNet A2MIM vs ResNet SimMIM-style: better in 2 of 2." in report
+    assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 31.5 ± 1.0 |" in report
+    assert ("- ResNet random init, mAP (detection): 10 epochs reach 2.0 %; the best longer budget (20 epochs) adds "
+            "+4.0 points, beyond the seed spread: NOT converged; raise this protocol's epochs. The runs use the "
+            "curve's longest budget, 20 epochs, which is not shown converged.") in report
+    assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \
+           "adds +0.5 points, within the seed spread: converged." in report
+    assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
+    assert "python run_object_detection.py --model_name_or_path " in report
+    saved = json.loads((results / "dense_transfer.json").read_text())
+    assert saved["command"] == "python benchmarks/dense_transfer.py --families resnet --cache_dir " + str(cache) + \
+        " --results_dir " + str(results)
+    assert len(saved["runs"]) == 3 * 2 * 3 and len(saved["convergence_runs"]) == 2 * 2 * 3
+    everything = report + json.dumps(saved)
+    assert str(REPO) not in everything and sys.executable not in everything  # repository-relative, `python`
+    assert sorted(p.name for p in results.iterdir()) == [
+        "dense_transfer.json", "dense_transfer.md", "dense_transfer.png", "dense_transfer_convergence.png"]
+
+
+def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import benchmarks.dense_transfer as dense
+
+    monkeypatch.setitem(dense.BUDGETS_DENSE, "full", _budget())
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "dense_transfer.md").write_text("the committed results")
+    dense.main(["--cached_only", "--families", "resnet", "--tasks", "segmentation", "--cache_dir",
+                str(tmp_path / "cache"), "--results_dir", str(results)])
+    assert (results / "dense_transfer.md").read_text() == "the committed results"
+    assert "Start the runs with `python benchmarks/dense_transfer.py --families resnet --tasks segmentation" \
+        in capsys.readouterr().out
+
