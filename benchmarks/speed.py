@@ -3,7 +3,9 @@
 Run by hand (never from the tests):
 
     python benchmarks/speed.py            # default CPU run (about 10 minutes on 2 cores)
+    python benchmarks/speed.py --compile  # + the torch.compile rows (about 20 minutes on 2 cores)
     python benchmarks/speed.py --quick    # smoke run (about 2 minutes)
+    python benchmarks/speed.py --tiny --compile --output-dir /tmp/speed  # runs it all at micro sizes (~5 min)
 
 It writes `benchmarks/results/speed.{json,md,png}` and answers three questions:
 
@@ -16,28 +18,43 @@ It writes `benchmarks/results/speed.{json,md,png}` and answers three questions:
    - The BEiT-style preset (relative position bias, layer scale: what the A2MIM recipe trains) vs the same SimMIM
      step, for information: the encoder differs, so no goal applies.
    - A2MIM-ResNet-50 vs a supervised `ResNetForImageClassification` step (the encoder-only floor). Goal: >= 0.85.
-2. Peak memory of each contender's training step, each in a fresh subprocess: on CPU the growth of the peak resident
-   set size (VmHWM, reset before the model is built) over the resident size before the model was built, i.e.
-   weights + gradients + AdamW state + activations + allocator slack; on CUDA `torch.cuda.max_memory_allocated`.
+   - With `--compile`, `torch.compile(model)` rows (default inductor backend and mode, static shapes: the module
+     compile that `run_pretraining.py --torch_compile` gets through the Trainer) of SimMIM and A2MIM on the first
+     `--vit-sizes` ViTConfig encoder and of both ResNet-50 steps, interleaved with their eager rows: compiled / eager
+     per model (for information) and A2MIM compiled / its peer compiled (the goals above).
+   Each row's first step (for a compiled row, compilation from a fresh inductor cache included, the compiler itself
+   warmed on a toy function before) runs once before the repeats, is reported apart as "first step (s)" and never
+   counts in the timed steps.
+2. Peak memory of each contender's training step, each in a fresh subprocess, over the two steps after the first
+   one (which compiles the compiled rows and allocates the AdamW state): on CPU the growth of the peak resident set
+   size (VmHWM, reset after the first step) over the resident size before the model was built, i.e. weights +
+   gradients + AdamW state + activations + allocator slack (+ the compiled code of a compiled row; the compiler itself
+   is imported and warmed on a toy function before that baseline); on CUDA `torch.cuda.max_memory_allocated`.
 3. Input pipeline: images/s that the streaming data path of `run_pretraining.py` (JPEG decode, augmentation,
    masking, collation, with its default number of data loader workers) delivers, against the images/s the A2MIM
    training step consumes. Goal: >= 2x.
 
-On CUDA (untested here: the benchmark machine has no GPU) the steps run under bf16 autocast by default
-(`--dtype fp16` adds a GradScaler), with larger batches and optionally `torch.compile` (`--compile`).
+On CUDA (untested here: the benchmark machine has no GPU) the steps, eager and compiled rows alike, run under bf16
+autocast by default (`--dtype fp16` adds a GradScaler), with larger batches.
+
+`--tiny` swaps in the `vit-micro` and `resnet-micro` presets (32 and 64 px) under the same contender names: a check
+that every part of the benchmark runs, in minutes, not a measurement.
 """
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -54,6 +71,7 @@ from modeling_a2mim.presets import PRESETS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VIT_SIZES = {"s": "vit-small", "b": "vit-base"}
+TINY_PRESETS = {"vit-small": "vit-micro", "resnet-50": "resnet-micro"}  # --tiny
 GOALS = {"vit": 0.95, "resnet": 0.85, "pipeline": 2.0}
 
 
@@ -91,10 +109,12 @@ def build_simmim(preset: str):
 
 
 def build_supervised_resnet(preset: str):
-    """`ResNetForImageClassification` (1000 classes, cross-entropy) on the encoder of the A2MIM preset."""
+    """`ResNetForImageClassification` (1000 classes, cross-entropy) on the encoder of the A2MIM preset. The problem
+    type is set up front: transformers' loss sets it on the first call otherwise, which recompiles a compiled row."""
     backbone = dict(PRESETS[preset]["backbone_config"])
     backbone.pop("model_type")
-    model = ResNetForImageClassification(ResNetConfig(**backbone, num_labels=1000))
+    config = ResNetConfig(**backbone, num_labels=1000, problem_type="single_label_classification")
+    model = ResNetForImageClassification(config)
 
     def inputs(pixel_values, block_mask):
         labels = torch.arange(pixel_values.shape[0], device=pixel_values.device) % 1000
@@ -109,27 +129,48 @@ class Contender:
     group: str  # contenders of one group are compared with each other and interleaved when timed
     description: str
     build: Callable  # () -> (model, inputs(pixel_values, block_mask) -> forward kwargs)
+    preset: str  # the A2MIM preset whose image size and masks the step uses
+    compiled: bool = False  # the step calls torch.compile(model)
 
 
-def contenders(vit_sizes: list[str]) -> list[Contender]:
+COMPILED_SUFFIX = "-compiled"
+
+
+def compiled_names(vit_sizes: list[str]) -> list[str]:
+    """The eager contenders that `--compile` adds a compiled row for: SimMIM and A2MIM on the first ViTConfig encoder
+    of the run, and both ResNet-50 steps."""
+    size = vit_sizes[0]
+    return [f"simmim-vit-{size}", f"a2mim-vit-{size}", "supervised-resnet-50", "a2mim-resnet-50"]
+
+
+def contenders(vit_sizes: list[str], compile_rows: bool = False, tiny: bool = False) -> list[Contender]:
     listed = []
     for size in vit_sizes:
-        preset, vit = VIT_SIZES[size], f"ViT-{size.upper()}/16"
+        preset = VIT_SIZES[size]
+        preset, vit = (TINY_PRESETS[preset], "`vit-micro` size") if tiny else (preset, f"ViT-{size.upper()}/16")
         plain = A2MIMConfig.from_preset(preset, backbone_config=plain_vit_backbone(preset))
         listed += [
             Contender(f"simmim-vit-{size}", f"vit-{size}", f"ViTForMaskedImageModeling (SimMIM), {vit}",
-                      partial(build_simmim, preset)),
+                      partial(build_simmim, preset), preset),
             Contender(f"a2mim-vit-{size}", f"vit-{size}", f"A2MIM on the same ViTConfig encoder, {vit}",
-                      partial(build_a2mim, plain)),
+                      partial(build_a2mim, plain), preset),
             Contender(f"a2mim-beit-{size}", f"vit-{size}", f"A2MIM `{preset}` preset (BEiT-style encoder)",
-                      partial(build_a2mim, A2MIMConfig.from_preset(preset))),
+                      partial(build_a2mim, A2MIMConfig.from_preset(preset)), preset),
         ]
+    resnet = TINY_PRESETS["resnet-50"] if tiny else "resnet-50"
     listed += [
-        Contender("supervised-resnet-50", "resnet-50", "ResNetForImageClassification, supervised step",
-                  partial(build_supervised_resnet, "resnet-50")),
-        Contender("a2mim-resnet-50", "resnet-50", "A2MIM `resnet-50` preset",
-                  partial(build_a2mim, A2MIMConfig.from_preset("resnet-50"))),
+        Contender("supervised-resnet-50", "resnet-50", f"ResNetForImageClassification on the `{resnet}` encoder, "
+                  "supervised step", partial(build_supervised_resnet, resnet), resnet),
+        Contender("a2mim-resnet-50", "resnet-50", f"A2MIM `{resnet}` preset",
+                  partial(build_a2mim, A2MIMConfig.from_preset(resnet)), resnet),
     ]
+    if compile_rows:
+        eager = {contender.name: contender for contender in listed}
+        listed += [
+            replace(eager[name], name=name + COMPILED_SUFFIX, description=eager[name].description + ", torch.compile",
+                    compiled=True)
+            for name in compiled_names(vit_sizes)
+        ]
     return listed
 
 
@@ -143,9 +184,15 @@ class TrainStep:
         model, make_inputs = contender.build()
         self.model = model.to(self.device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.05)
-        self.forward = torch.compile(self.model) if args.compile else self.model
-        pixel_values = torch.randn(args.batch_size, 3, 224, 224)
-        block_mask = BlockMaskGenerator(224, 32, 0.6)(args.batch_size, torch.Generator().manual_seed(0))
+        # The module compile of `--torch_compile` through the Trainer (inductor, default mode), with static shapes:
+        # the compiled rows share code objects (transformers' forward wrappers), and automatic dynamic shapes would
+        # otherwise make a later row's graphs dynamic because an earlier row's inputs differed.
+        self.forward = torch.compile(self.model, dynamic=False) if contender.compiled else self.model
+        preset = PRESETS[contender.preset]
+        size = preset["image_size"]
+        pixel_values = torch.randn(args.batch_size, 3, size, size)
+        mask_generator = BlockMaskGenerator(size, preset["mask_patch_size"], preset["mask_ratio"])
+        block_mask = mask_generator(args.batch_size, torch.Generator().manual_seed(0))
         self.inputs = {k: v.to(self.device) for k, v in make_inputs(pixel_values, block_mask).items()}
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
@@ -176,14 +223,27 @@ class TrainStep:
         return time.perf_counter() - start
 
 
-def measure_throughput(contenders_: list[Contender], args) -> dict[str, list[float]]:
-    """images/s per contender and repeat.
+def warm_compiler(device: str) -> None:
+    """Compiles a toy function, so that inductor's one-off import and worker start-up count in neither the first
+    compiled row's first step nor a compiled row's memory."""
+    torch.compile(lambda x: (x * 2).sum())(torch.ones(2, device=device))
 
-    In every repeat each group (the contenders that are compared with each other) is warmed up, then its timed steps
-    interleave step by step (A, B, C, A, B, C, ...), so that a burst of background load slows all of them alike. The
-    order of the groups and inside a group rotates between repeats.
+
+def measure_throughput(contenders_: list[Contender], args) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """images/s per contender and repeat, and the seconds of each contender's first step.
+
+    The first step (which compiles a compiled row) runs once, timed apart, before the repeats. In every repeat each
+    group (the contenders that are compared with each other) is warmed up, then its timed steps interleave step by
+    step (A, B, C, A, B, C, ...), so that a burst of background load slows all of them alike. The order of the groups
+    and inside a group rotates between repeats.
     """
+    if any(contender.compiled for contender in contenders_):
+        warm_compiler(args.device)
     steps = {contender.name: TrainStep(contender, args) for contender in contenders_}
+    first_steps = {}
+    for name, train_step in steps.items():
+        first_steps[name] = train_step.timed_step()
+        print(f"  first step  {name:<31} {first_steps[name]:8.2f} s", flush=True)
     groups = {}
     for contender in contenders_:
         groups.setdefault(contender.group, []).append(contender.name)
@@ -201,8 +261,8 @@ def measure_throughput(contenders_: list[Contender], args) -> dict[str, list[flo
             for name in names:
                 results[name].append(args.batch_size * args.steps / seconds[name])
                 rate = results[name][-1]
-                print(f"  repeat {repeat + 1}/{args.repeats}  {name:<22} {rate:8.2f} images/s", flush=True)
-    return results
+                print(f"  repeat {repeat + 1}/{args.repeats}  {name:<31} {rate:8.2f} images/s", flush=True)
+    return results, first_steps
 
 
 def _rotated(items: list, shift: int) -> list:
@@ -217,23 +277,29 @@ def _proc_status_kib(field_name: str) -> int:
 
 
 def memory_probe(name: str, args) -> dict:
-    """Peak memory of `name`'s training step in this (fresh) process, in MiB."""
-    contender = next(contender for contender in contenders(sorted(VIT_SIZES)) if contender.name == name)
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        train_step = TrainStep(contender, args)
-        for _ in range(2):
-            train_step.step()
-        train_step.synchronize()
-        return {"peak_mib": torch.cuda.max_memory_allocated() / 2**20, "measure": "torch.cuda.max_memory_allocated"}
-    baseline = _proc_status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:  # resets VmHWM (the peak RSS) to the current RSS
-        clear_refs.write("5")
+    """Peak memory of `name`'s training step in this (fresh) process, in MiB: over the two steps after the first one,
+    which compiles a compiled row and allocates the AdamW state."""
+    listed = contenders(args.vit_sizes, compile_rows=args.compile, tiny=args.tiny)
+    contender = next(contender for contender in listed if contender.name == name)
+    cuda = args.device.startswith("cuda")
+    if contender.compiled:
+        warm_compiler(args.device)
+    baseline = None if cuda else _proc_status_kib("VmRSS")
     train_step = TrainStep(contender, args)
+    train_step.step()
+    train_step.synchronize()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with open("/proc/self/clear_refs", "w") as clear_refs:  # resets VmHWM (the peak RSS) to the current RSS
+            clear_refs.write("5")
     for _ in range(2):
         train_step.step()
+    train_step.synchronize()
+    if cuda:
+        return {"peak_mib": torch.cuda.max_memory_allocated() / 2**20, "measure": "torch.cuda.max_memory_allocated"}
     peak_mib = (_proc_status_kib("VmHWM") - baseline) / 1024
-    return {"peak_mib": peak_mib, "measure": "peak RSS growth (VmHWM - VmRSS before)"}
+    return {"peak_mib": peak_mib, "measure": "peak RSS growth (VmHWM - VmRSS before the model was built)"}
 
 
 def measure_memory(names: list[str], args) -> dict[str, dict]:
@@ -242,14 +308,14 @@ def measure_memory(names: list[str], args) -> dict[str, dict]:
         command = [sys.executable, __file__, "--memory-probe", name, *_forwarded_options(args)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[name] = json.loads(output.strip().splitlines()[-1])
-        print(f"  {name:<22} {results[name]['peak_mib']:8.0f} MiB", flush=True)
+        print(f"  {name:<31} {results[name]['peak_mib']:8.0f} MiB", flush=True)
     return results
 
 
 def _forwarded_options(args) -> list[str]:
     options = ["--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
-               "--threads", str(torch.get_num_threads())]
-    return options + (["--compile"] if args.compile else [])
+               "--threads", str(torch.get_num_threads()), "--vit-sizes", *args.vit_sizes]
+    return options + (["--compile"] if args.compile else []) + (["--tiny"] if args.tiny else [])
 
 
 # ----- input pipeline ---------------------------------------------------------------------------------------------
@@ -311,8 +377,6 @@ def pipeline_images_per_second(files: list[str], num_workers: int, args) -> dict
 
     Timed from the first batch to the end of one pass (the first batch's latency, which includes filling the shuffle
     buffer and starting the workers, is reported apart)."""
-    import tempfile
-
     from transformers import Trainer, TrainingArguments, ViTImageProcessor
 
     from modeling_a2mim.data.collator import MaskingCollator
@@ -347,8 +411,6 @@ def pipeline_images_per_second(files: list[str], num_workers: int, args) -> dict
 def measure_pipeline(args, consumption: dict[str, float]) -> dict:
     """Pipeline images/s for JPEG and PNG inputs at the script's default worker count (and at `--num-workers`),
     against the fastest A2MIM training step of this run."""
-    import tempfile
-
     default_workers = script_default_num_workers()
     worker_counts = sorted({default_workers, *args.num_workers})
     consumer, consumed = max(consumption.items(), key=lambda item: item[1])
@@ -396,27 +458,46 @@ class Comparison:
     peer: str
     goal: float | None
     note: str
+    no_goal: str = "different encoder"  # why there is no goal, when `goal` is None
     ratio: float = field(default=float("nan"))
     repeat_ratios: list[float] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
         if self.goal is None:
-            return "no goal (different encoder)"
+            return f"no goal ({self.no_goal})"
         return "met" if self.ratio >= self.goal else "MISSED"
 
 
-def comparisons(vit_sizes: list[str]) -> list[Comparison]:
+def comparisons(vit_sizes: list[str], compile_rows: bool = False) -> list[Comparison]:
+    vit_note = "same ViTConfig encoder: the cost of mean fill, residual token and frequency loss"
+    resnet_note = "decoder, mean fill, mask token and losses over the encoder-only step"
     listed = []
     for size in vit_sizes:
         listed += [
             Comparison(f"A2MIM-ViT-{size.upper()} / SimMIM", f"a2mim-vit-{size}", f"simmim-vit-{size}", GOALS["vit"],
-                       "same ViTConfig encoder: the cost of mean fill, residual token and frequency loss"),
+                       vit_note),
             Comparison(f"A2MIM BEiT-style ViT-{size.upper()} / SimMIM", f"a2mim-beit-{size}", f"simmim-vit-{size}",
                        None, "the recipe's encoder adds relative position bias and layer scale"),
         ]
     listed.append(Comparison("A2MIM-ResNet-50 / supervised ResNet-50", "a2mim-resnet-50", "supervised-resnet-50",
-                             GOALS["resnet"], "decoder, mean fill, mask token and losses over the encoder-only step"))
+                             GOALS["resnet"], resnet_note))
+    if compile_rows:
+        simmim, a2mim, supervised, resnet = compiled_names(vit_sizes)
+        vit = f"ViT-{vit_sizes[0].upper()}"
+        speed_ups = {simmim: f"SimMIM {vit}", a2mim: f"A2MIM-{vit}", supervised: "supervised ResNet-50",
+                     resnet: "A2MIM-ResNet-50"}
+        listed += [
+            Comparison(f"{label} compiled / eager", name + COMPILED_SUFFIX, name, None,
+                       "torch.compile speed-up of the same training step", no_goal="for information")
+            for name, label in speed_ups.items()
+        ]
+        listed += [
+            Comparison(f"A2MIM-{vit} compiled / SimMIM compiled", a2mim + COMPILED_SUFFIX, simmim + COMPILED_SUFFIX,
+                       GOALS["vit"], f"both compiled, {vit_note}"),
+            Comparison("A2MIM-ResNet-50 compiled / supervised ResNet-50 compiled", resnet + COMPILED_SUFFIX,
+                       supervised + COMPILED_SUFFIX, GOALS["resnet"], f"both compiled, {resnet_note}"),
+        ]
     return listed
 
 
@@ -449,6 +530,13 @@ def summarize(throughput: dict[str, list[float]], compared: list[Comparison]) ->
 
 def markdown(report: dict) -> str:
     machine, settings = report["machine"], report["settings"]
+    size = "micro presets at 32/64 px (--tiny: a check that the benchmark runs, not a measurement)" \
+        if settings["tiny"] else "224 px"
+    compiled = (
+        f" Rows named *{COMPILED_SUFFIX} call `torch.compile(model)` (inductor, default mode, static shapes), under "
+        f"the same {settings['dtype']} as their eager rows, with which they interleave."
+        if settings["compile"] else ""
+    )
     lines = [
         f"Speed and memory, {machine['date']}: {machine['cpu']}, {machine['cores']} cores, {machine['torch_threads']} "
         f"torch threads, torch {machine['torch']}, transformers {machine['transformers']}"
@@ -456,20 +544,23 @@ def markdown(report: dict) -> str:
         + f"; load average {machine['load_average_start']:.1f} at the start, "
         f"{machine['load_average_end']:.1f} at the end.",
         "",
-        f"Training step = forward + backward + AdamW step, 224 px, batch {settings['batch_size']}, device "
-        f"{settings['device']}, {settings['dtype']}{', torch.compile' if settings['compile'] else ''}; "
-        f"{settings['warmup']} warmup + {settings['steps']} timed steps per repeat, {settings['repeats']} repeats "
-        f"with the compared contenders interleaved step by step. Memory: {report['memory_measure']}, one fresh "
-        "process per contender.",
+        f"Training step = forward + backward + AdamW step, {size}, batch {settings['batch_size']}, device "
+        f"{settings['device']}, {settings['dtype']}; {settings['warmup']} warmup + {settings['steps']} timed steps "
+        f"per repeat, {settings['repeats']} repeats with the compared contenders interleaved step by step.{compiled} "
+        "Each row's first step (for a compiled row, compilation from a fresh inductor cache included) runs once "
+        "before the repeats and is reported apart. "
+        f"Memory: {report['memory_measure']} over the two steps after the first, one fresh process per contender"
+        + (" (for a compiled row the compiler is warmed on a toy function before the baseline)."
+           if settings["compile"] else "."),
         "",
-        "| contender | images/s (median) | per repeat | peak memory (MiB) |",
-        "|---|---:|---|---:|",
+        "| contender | images/s (median) | per repeat | first step (s) | peak memory (MiB) |",
+        "|---|---:|---|---:|---:|",
     ]
     for name, entry in report["throughput"].items():
         memory = report["memory"].get(name, {}).get("peak_mib")
         runs = ", ".join(f"{value:.2f}" for value in entry["images_per_second"])
         lines.append(
-            f"| {name}: {entry['description']} | {entry['median']:.2f} | {runs} | "
+            f"| {name}: {entry['description']} | {entry['median']:.2f} | {runs} | {entry['first_step_s']:.1f} | "
             f"{'n/a' if memory is None else f'{memory:.0f}'} |"
         )
     lines += ["", "| comparison | throughput ratio: median (per repeat) | goal | verdict | memory ratio |"]
@@ -496,13 +587,15 @@ def plot(report: dict, path: Path) -> None:
     names = list(report["throughput"])
     medians = [report["throughput"][name]["median"] for name in names]
     colors = ["tab:orange" if name.startswith("a2mim") else "tab:gray" for name in names]
+    hatches = ["//" if name.endswith(COMPILED_SUFFIX) else "" for name in names]
     figure, axis = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
-    axis.barh(names[::-1], medians[::-1], color=colors[::-1])
+    axis.barh(names[::-1], medians[::-1], color=colors[::-1], hatch=hatches[::-1])
     for y, value in enumerate(medians[::-1]):
         axis.text(value, y, f" {value:.1f}", va="center")
     machine, settings = report["machine"], report["settings"]
     axis.set_xlabel(f"training images/s (median of {settings['repeats']} repeats, batch {settings['batch_size']})")
-    axis.set_title(f"A2MIM vs peers, {settings['device']} {settings['dtype']}, {machine['date']}", fontsize=10)
+    check = " (--tiny: a check, not a measurement)" if settings["tiny"] else ""
+    axis.set_title(f"A2MIM vs peers, {settings['device']} {settings['dtype']}{check}, {machine['date']}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -519,7 +612,12 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's, one per core); on a busy machine 1 avoids the "
                              "collapse of oversubscribed OpenMP threads")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the models (CUDA)")
+    parser.add_argument("--compile", action="store_true",
+                        help="add torch.compile rows (inductor) for SimMIM and A2MIM on the first --vit-sizes encoder "
+                             "and both ResNet-50 steps, with compiled / eager and compiled-pair ratios")
+    parser.add_argument("--tiny", action="store_true",
+                        help="micro presets (vit-micro, resnet-micro) under the same names, few steps: checks that "
+                             "the benchmark runs (a few minutes), measures nothing")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8 on CPU (4 with --quick), 64 on CUDA")
     parser.add_argument("--vit-sizes", nargs="+", choices=sorted(VIT_SIZES), default=None,
                         help="ViT sizes to compare (default: s b; s with --quick)")
@@ -537,16 +635,19 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.tiny and args.vit_sizes not in (None, ["s"]):
+        parser.error("--tiny times the ViT-S contenders only (at vit-micro size): drop --vit-sizes or pass s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    small = args.quick or args.tiny
     defaults = {
         "dtype": "bf16" if args.device.startswith("cuda") else "fp32",
-        "batch_size": (64 if args.device.startswith("cuda") else 4 if args.quick else 8),
-        "vit_sizes": ["s"] if args.quick else ["s", "b"],
-        "warmup": 1 if args.quick else (5 if args.device.startswith("cuda") else 2),
-        "steps": 2 if args.quick else (20 if args.device.startswith("cuda") else 5),
-        "repeats": 2 if args.quick else 3,
-        "pipeline_images": 128 if args.quick else (2048 if args.device.startswith("cuda") else 512),
+        "batch_size": (64 if args.device.startswith("cuda") else 4 if small else 8),
+        "vit_sizes": ["s"] if small else ["s", "b"],
+        "warmup": 1 if small else (5 if args.device.startswith("cuda") else 2),
+        "steps": 2 if small else (20 if args.device.startswith("cuda") else 5),
+        "repeats": 2 if small else 3,
+        "pipeline_images": 32 if args.tiny else 128 if args.quick else 2048 if args.device.startswith("cuda") else 512,
         "num_workers": [min(8, os.cpu_count())],
     }
     for key, value in defaults.items():
@@ -560,14 +661,20 @@ def main(argv=None):
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args)))
         return
+    if args.compile:
+        # A fresh inductor cache, so that the first steps time a cold compile (a user's first run), not a cache hit
+        # of an earlier run; the memory probes (subprocesses with this environment) then reuse it.
+        cache = tempfile.mkdtemp(prefix="speed-inductor-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
     machine = machine_info()
     print(json.dumps(machine), flush=True)
-    listed = contenders(args.vit_sizes)
+    listed = contenders(args.vit_sizes, compile_rows=args.compile, tiny=args.tiny)
     names = [contender.name for contender in listed]
     descriptions = {contender.name: contender.description for contender in listed}
     print("Training-step throughput:", flush=True)
-    throughput = measure_throughput(listed, args)
-    compared = comparisons(args.vit_sizes)
+    throughput, first_steps = measure_throughput(listed, args)
+    compared = comparisons(args.vit_sizes, compile_rows=args.compile)
     summarize(throughput, compared)
     memory = {}
     if not args.skip_memory:
@@ -584,10 +691,11 @@ def main(argv=None):
     report = {
         "machine": machine,
         "settings": {key: getattr(args, key) for key in ("device", "dtype", "compile", "batch_size", "warmup", "steps",
-                                                         "repeats", "vit_sizes", "quick")},
+                                                         "repeats", "vit_sizes", "quick", "tiny")},
         "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "throughput": {
-            name: {"description": descriptions[name], "images_per_second": values, "median": statistics.median(values)}
+            name: {"description": descriptions[name], "images_per_second": values, "median": statistics.median(values),
+                   "first_step_s": first_steps[name]}
             for name, values in throughput.items()
         },
         "memory_measure": next(iter(memory.values()))["measure"] if memory else "not measured",
