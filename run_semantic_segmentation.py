@@ -37,6 +37,7 @@ from modeling_a2mim.segmentation.visualization import SegmentationPictureCallbac
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
 from modeling_a2mim.training.files import share_output_files
+from modeling_a2mim.training.finished_run import claim_output_dir
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.transfer import load_transfer_source
@@ -83,7 +84,10 @@ def main(callbacks=()):
     if training_args.do_train and training_args.per_device_train_batch_size < 2:
         raise ValueError("UperNet's pyramid pooling has BatchNorm on a 1x1 map, which cannot train on one image per "
                          "device: use --per_device_train_batch_size 2 or more (and fewer --gradient_accumulation_steps).")
-    recipe = resolve_recipe(recipe_args, training_args, given)
+    recipe = resolve_recipe(recipe_args, training_args, given)  # before the finished check: it sets --max_steps
+    output_lock, finished = claim_output_dir(training_args, training_args.do_train)
+    if finished is not None:
+        return
     set_seed(training_args.seed)
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
 
@@ -161,6 +165,8 @@ def main(callbacks=()):
                                      token=training_args.hub_token, private=training_args.hub_private_repo,
                                      commit_message=f"UperNet trained with recipe {recipe.name}")
             logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
+    if output_lock is not None:
+        output_lock.release()
 
 
 def write_segmentation_card(training_args, data_args, start: str, recipe, crop: int, eval_size: int, metrics: dict,
