@@ -46,14 +46,15 @@ logger = logging.getLogger(__name__)
 PICTURE_IMAGES = 4
 
 
-def load_model(model_args, data_args, recipe, training_args, hub_kwargs):
-    """`(UperNet, image statistics (mean, std), crop size, id2label, where the weights came from)`."""
+def load_model(model_args, data_args, recipe, mask_feature, hub_kwargs):
+    """`(UperNet, image statistics (mean, std), crop size, id2label, where the weights came from)`; `mask_feature` is
+    the data's mask column feature (its `ClassLabel` names the classes)."""
     hub = {**hub_kwargs, "revision": model_args.model_revision}
     if is_upernet_checkpoint(model_args.model_name_or_path, **hub):
         model, saved_processor = load_upernet(model_args.model_name_or_path, **hub)
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         try:
-            data_labels = resolve_id2label(data_args, **hub_kwargs)
+            data_labels = resolve_id2label(data_args, mask_feature, **hub_kwargs)
         except ValueError:
             data_labels = id2label  # evaluating on data that names no classes: the model's
         if data_labels != id2label:
@@ -62,7 +63,7 @@ def load_model(model_args, data_args, recipe, training_args, hub_kwargs):
         crop = recipe.crop_size or image_processor_size(saved_processor)
         statistics = (list(saved_processor.image_mean), list(saved_processor.image_std))
         return model, statistics, crop, id2label, f"the UperNet checkpoint {model_args.model_name_or_path}"
-    id2label = resolve_id2label(data_args, **hub_kwargs)
+    id2label = resolve_id2label(data_args, mask_feature, **hub_kwargs)
     source = load_transfer_source(model_args.model_name_or_path, model_args.model_preset,
                                   image_size=recipe.crop_size if model_args.model_preset else None, **hub)
     crop = recipe.crop_size or image_processor_size(source.image_processor)
@@ -91,21 +92,22 @@ def main(callbacks=()):
     set_seed(training_args.seed)
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
 
-    model, (mean, std), crop, id2label, start = load_model(model_args, data_args, recipe, training_args, hub_kwargs)
-    eval_size = recipe_args.eval_image_size or crop
-    stride = recipe.eval_stride or max(1, 2 * crop // 3)
-    check_vit_resolution(model, crop, eval_size, recipe.eval_mode)
     if training_args.gradient_checkpointing:
         raise ValueError("UperNet has no gradient checkpointing in transformers; drop --gradient_checkpointing and "
                          "lower --per_device_train_batch_size with a higher --gradient_accumulation_steps instead.")
-    logger.info("UperNet from %s; crops %d px, evaluation %s at %d px.", start, crop, recipe.eval_mode, eval_size)
-
     train_dataset, eval_dataset, image_column, mask_column = load_segmentation_splits(
         data_args, training_args.seed, need_train=training_args.do_train, **hub_kwargs
     )
     if training_args.do_eval and eval_dataset is None:
         raise ValueError("--do_eval needs an evaluation split: the data has no validation/test split; add "
                          "--validation_dir or --validation_files, or hold out a fraction with --train_val_split 0.1.")
+    mask_feature = (train_dataset if train_dataset is not None else eval_dataset).features[mask_column]
+
+    model, (mean, std), crop, id2label, start = load_model(model_args, data_args, recipe, mask_feature, hub_kwargs)
+    eval_size = recipe_args.eval_image_size or crop
+    stride = recipe.eval_stride or max(1, 2 * crop // 3)
+    check_vit_resolution(model, crop, eval_size, recipe.eval_mode)
+    logger.info("UperNet from %s; crops %d px, evaluation %s at %d px.", start, crop, recipe.eval_mode, eval_size)
     counter = SkippedImageCounter()
     checked = dict(num_labels=len(id2label), reduce_labels=data_args.do_reduce_labels, counter=counter)
     image_processor = build_eval_image_processor(eval_size, mean, std)
