@@ -120,8 +120,9 @@ def resolve_id2label(data_args, mask_feature=None, **hub_kwargs) -> dict[int, st
     else the embedded scenes' names for the default data."""
     if data_args.id2label:
         return parse_id2label(data_args.id2label)
-    found = _id2label_from_features(mask_feature) or _id2label_next_to([data_args.dataset_name, data_args.train_dir, data_args.validation_dir,
-                               *(os.path.dirname(f) for f in data_args.data_files or [])])
+    found = _id2label_from_features(mask_feature) or _id2label_next_to(
+        [data_args.dataset_name, data_args.train_dir, data_args.validation_dir,
+         *(os.path.dirname(f) for f in data_args.data_files or [])])
     if found is None and data_args.dataset_name and not Path(data_args.dataset_name).exists():
         found = _id2label_from_hub(data_args.dataset_name, **hub_kwargs)
     if found is None and data_args.uses_embedded_scenes:
