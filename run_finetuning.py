@@ -43,10 +43,9 @@ from modeling_a2mim.training.arguments import prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
 from modeling_a2mim.training.files import share_output_files
-from modeling_a2mim.training.finished_run import finished_run_results
+from modeling_a2mim.training.finished_run import claim_output_dir
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
-from modeling_a2mim.training.output_lock import lock_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +123,10 @@ def main(callbacks=()):
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
     if push_to_hub:
         check_hub_access(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
-    output_lock = lock_output_dir(training_args.output_dir, training_args.process_index == 0)
-    if training_args.do_train and finished_run_results(training_args) is not None:
-        if output_lock is not None:
-            output_lock.release()
+    recipe = resolve_recipe(recipe_args, training_args, given)  # before the finished check: it sets the epochs
+    output_lock, finished = claim_output_dir(training_args, training_args.do_train)
+    if finished is not None:
         return
-    recipe = resolve_recipe(recipe_args, training_args, given)
     set_seed(training_args.seed)
 
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}

@@ -42,6 +42,7 @@ from modeling_a2mim.training.arguments import select_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
 from modeling_a2mim.training.files import share_output_files
+from modeling_a2mim.training.finished_run import claim_output_dir
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.trainer import A2MIMTrainer
@@ -148,6 +149,9 @@ def main(callbacks=()):
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once at the end, see below
     if push_to_hub:
         check_hub_access(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
+    output_lock, finished = claim_output_dir(training_args, training_args.do_train)
+    if finished is not None:
+        return
     set_seed(training_args.seed)
 
     train_dataset, eval_dataset, image_column = load_splits(
@@ -208,6 +212,8 @@ def main(callbacks=()):
                                      token=training_args.hub_token, private=training_args.hub_private_repo,
                                      commit_message=f"Object detection ({detector_args.detector})")
             logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
+    if output_lock is not None:
+        output_lock.release()
 
 
 def write_detection_card(training_args, data_args, detector_args, start: str, protocol: str, metrics: dict,

@@ -28,12 +28,11 @@ from modeling_a2mim.training.arguments import DataArguments, prepare_splits
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main
 from modeling_a2mim.training.files import reporting_a_full_disk, share_output_files
-from modeling_a2mim.training.finished_run import finished_run_results
+from modeling_a2mim.training.finished_run import claim_output_dir
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.training.model_init import build_pretraining_model
 from modeling_a2mim.training.optimization import mask_token_lr_multiplier
-from modeling_a2mim.training.output_lock import lock_output_dir
 from modeling_a2mim.training.trainer import A2MIMTrainer
 from modeling_a2mim.training.reconstructions import ReconstructionCallback, save_reconstructions
 from modeling_a2mim.training.recipes import apply_recipe, global_batch_size, recipe_for
@@ -104,10 +103,8 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     check_arguments(data_args, training_args)
-    output_lock = lock_output_dir(training_args.output_dir, training_args.process_index == 0)
-    if (finished := finished_run_results(training_args)) is not None:
-        if output_lock is not None:
-            output_lock.release()
+    output_lock, finished = claim_output_dir(training_args)
+    if finished is not None:
         return finished
     set_seed(training_args.seed)
 

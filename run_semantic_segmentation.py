@@ -25,7 +25,7 @@ from modeling_a2mim.segmentation.arguments import (
 )
 from modeling_a2mim.segmentation.data import check_masks, load_segmentation_splits, resolve_id2label
 from modeling_a2mim.segmentation.metrics import SegmentationMetrics
-from modeling_a2mim.segmentation.models import build_upernet, check_vit_resolution, is_upernet_checkpoint, load_upernet
+from modeling_a2mim.segmentation.models import build_upernet, is_upernet_checkpoint, load_upernet, note_vit_resolution
 from modeling_a2mim.segmentation.trainer import SegmentationTrainer
 from modeling_a2mim.segmentation.transforms import (
     SegmentationBatchTransform,
@@ -37,6 +37,7 @@ from modeling_a2mim.segmentation.visualization import SegmentationPictureCallbac
 from modeling_a2mim.training.checkpoints import resolve_resume_checkpoint
 from modeling_a2mim.training.cli import parse_script_arguments, run_main, setup_logging
 from modeling_a2mim.training.files import share_output_files
+from modeling_a2mim.training.finished_run import claim_output_dir
 from modeling_a2mim.training.hub import check_hub_access, push_output_dir
 from modeling_a2mim.training.model_card import write_model_card
 from modeling_a2mim.transfer import load_transfer_source
@@ -45,14 +46,15 @@ logger = logging.getLogger(__name__)
 PICTURE_IMAGES = 4
 
 
-def load_model(model_args, data_args, recipe, training_args, hub_kwargs):
-    """`(UperNet, image statistics (mean, std), crop size, id2label, where the weights came from)`."""
+def load_model(model_args, data_args, recipe, mask_feature, hub_kwargs):
+    """`(UperNet, image statistics (mean, std), crop size, id2label, where the weights came from)`; `mask_feature` is
+    the data's mask column feature (its `ClassLabel` names the classes)."""
     hub = {**hub_kwargs, "revision": model_args.model_revision}
     if is_upernet_checkpoint(model_args.model_name_or_path, **hub):
         model, saved_processor = load_upernet(model_args.model_name_or_path, **hub)
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         try:
-            data_labels = resolve_id2label(data_args, **hub_kwargs)
+            data_labels = resolve_id2label(data_args, mask_feature, **hub_kwargs)
         except ValueError:
             data_labels = id2label  # evaluating on data that names no classes: the model's
         if data_labels != id2label:
@@ -61,7 +63,7 @@ def load_model(model_args, data_args, recipe, training_args, hub_kwargs):
         crop = recipe.crop_size or image_processor_size(saved_processor)
         statistics = (list(saved_processor.image_mean), list(saved_processor.image_std))
         return model, statistics, crop, id2label, f"the UperNet checkpoint {model_args.model_name_or_path}"
-    id2label = resolve_id2label(data_args, **hub_kwargs)
+    id2label = resolve_id2label(data_args, mask_feature, **hub_kwargs)
     source = load_transfer_source(model_args.model_name_or_path, model_args.model_preset,
                                   image_size=recipe.crop_size if model_args.model_preset else None, **hub)
     crop = recipe.crop_size or image_processor_size(source.image_processor)
@@ -83,25 +85,29 @@ def main(callbacks=()):
     if training_args.do_train and training_args.per_device_train_batch_size < 2:
         raise ValueError("UperNet's pyramid pooling has BatchNorm on a 1x1 map, which cannot train on one image per "
                          "device: use --per_device_train_batch_size 2 or more (and fewer --gradient_accumulation_steps).")
-    recipe = resolve_recipe(recipe_args, training_args, given)
+    recipe = resolve_recipe(recipe_args, training_args, given)  # before the finished check: it sets --max_steps
+    output_lock, finished = claim_output_dir(training_args, training_args.do_train)
+    if finished is not None:
+        return
     set_seed(training_args.seed)
     hub_kwargs = {"cache_dir": model_args.cache_dir, "token": model_args.token}
 
-    model, (mean, std), crop, id2label, start = load_model(model_args, data_args, recipe, training_args, hub_kwargs)
-    eval_size = recipe_args.eval_image_size or crop
-    stride = recipe.eval_stride or max(1, 2 * crop // 3)
-    check_vit_resolution(model, crop, eval_size, recipe.eval_mode)
     if training_args.gradient_checkpointing:
         raise ValueError("UperNet has no gradient checkpointing in transformers; drop --gradient_checkpointing and "
                          "lower --per_device_train_batch_size with a higher --gradient_accumulation_steps instead.")
-    logger.info("UperNet from %s; crops %d px, evaluation %s at %d px.", start, crop, recipe.eval_mode, eval_size)
-
     train_dataset, eval_dataset, image_column, mask_column = load_segmentation_splits(
         data_args, training_args.seed, need_train=training_args.do_train, **hub_kwargs
     )
     if training_args.do_eval and eval_dataset is None:
         raise ValueError("--do_eval needs an evaluation split: the data has no validation/test split; add "
                          "--validation_dir or --validation_files, or hold out a fraction with --train_val_split 0.1.")
+    mask_feature = (train_dataset if train_dataset is not None else eval_dataset).features[mask_column]
+
+    model, (mean, std), crop, id2label, start = load_model(model_args, data_args, recipe, mask_feature, hub_kwargs)
+    eval_size = recipe_args.eval_image_size or crop
+    stride = recipe.eval_stride or max(1, 2 * crop // 3)
+    note_vit_resolution(model, crop, eval_size)
+    logger.info("UperNet from %s; crops %d px, evaluation %s at %d px.", start, crop, recipe.eval_mode, eval_size)
     counter = SkippedImageCounter()
     checked = dict(num_labels=len(id2label), reduce_labels=data_args.do_reduce_labels, counter=counter)
     image_processor = build_eval_image_processor(eval_size, mean, std)
@@ -161,6 +167,8 @@ def main(callbacks=()):
                                      token=training_args.hub_token, private=training_args.hub_private_repo,
                                      commit_message=f"UperNet trained with recipe {recipe.name}")
             logger.info("Pushed %s to %s", ", ".join(pushed), training_args.hub_model_id)
+    if output_lock is not None:
+        output_lock.release()
 
 
 def write_segmentation_card(training_args, data_args, start: str, recipe, crop: int, eval_size: int, metrics: dict,

@@ -1,6 +1,8 @@
-"""Runs that go wrong (issue 22): a finished run stays finished, a diverged run is an error, logs give the base
-learning rate, two runs cannot share an output folder, a resumed run reproduces the uninterrupted one."""
+"""Runs that go wrong (issue 22): a finished run stays finished (in every training script), a diverged run is an
+error, logs give the base learning rate, two runs cannot share an output folder (in every training script), a resumed
+run reproduces the uninterrupted one."""
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,11 +20,14 @@ import torch
 from safetensors.torch import load_file
 
 import run_finetuning
+import run_object_detection
 import run_pretraining
+import run_semantic_segmentation
 from modeling_a2mim import BlockMaskGenerator
 from modeling_a2mim.data.collator import MaskingCollator
 from modeling_a2mim.data.sample_positions import SAMPLE_POSITION_KEY, with_sample_positions
 from modeling_a2mim.data.transforms import PretrainingTransform
+from modeling_a2mim.training.cli import run_main
 from modeling_a2mim.training.divergence import DivergenceCallback
 
 from .pretraining_data import textured_image, write_parquet
@@ -126,15 +131,37 @@ def test_a_finished_run_stays_finished_and_a_run_killed_before_its_final_save_on
     assert expected.keys() == saved.keys() and all(torch.equal(expected[k], saved[k]) for k in expected)
 
 
-def test_a_finished_finetuning_run_stays_finished(tmp_path):
-    args = ["run_finetuning.py", "--output_dir", str(tmp_path), "--model_preset", "vit-micro", "--do_train",
-            "--max_train_samples", "16", "--per_device_train_batch_size", "8", "--max_steps", "3", "--save_steps",
-            "2", "--warmup_steps", "0", *FAST]
-    with mock.patch.object(sys, "argv", args):
-        run_finetuning.main()
-        before = folder_digest(tmp_path)
-        run_finetuning.main()
-    assert folder_digest(tmp_path) == before and not (tmp_path / "checkpoint-4").exists()
+# The scripts that parse sys.argv, each at a tiny size: 3 steps, saving at step 2.
+TINY_RUNS = {
+    "finetuning": (run_finetuning.main, "run_finetuning.py", [
+        "--model_preset", "vit-micro", "--max_train_samples", "16", "--per_device_train_batch_size", "8",
+        "--warmup_steps", "0"]),
+    "segmentation": (run_semantic_segmentation.main, "run_semantic_segmentation.py", [
+        "--model_preset", "resnet-micro", "--crop_size", "32", "--num_train_scenes", "8", "--num_eval_scenes", "4",
+        "--scene_size", "32", "--per_device_train_batch_size", "4"]),
+    "detection": (run_object_detection.main, "run_object_detection.py", [
+        "--model_preset", "resnet-micro", "--image_square_size", "64", "--scene_size", "64", "--num_train_scenes",
+        "8", "--num_eval_scenes", "4", "--num_queries", "5", "--d_model", "16", "--encoder_layers", "1",
+        "--decoder_layers", "1", "--attention_heads", "2", "--ffn_dim", "32", "--per_device_train_batch_size", "4"]),
+}
+
+
+def run_tiny(script: str, output_dir: Path, *extra: str) -> None:
+    main, name, args = TINY_RUNS[script]
+    with mock.patch.object(sys, "argv", [name, "--output_dir", str(output_dir), "--do_train", "--max_steps", "3",
+                                         "--save_steps", "2", *args, *FAST, *extra]):
+        run_main(main, name)
+
+
+@pytest.mark.parametrize("script", TINY_RUNS)
+def test_a_finished_run_of_every_script_stays_finished(tmp_path, script, caplog):
+    run_tiny(script, tmp_path)
+    before = folder_digest(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        run_tiny(script, tmp_path)
+    assert f"The run in {tmp_path} is complete (step 3 of --max_steps 3): nothing to train" in caplog.text
+    assert folder_digest(tmp_path) == before and not (tmp_path / "checkpoint-4").exists()  # the weights included
+    assert not (tmp_path / ".a2mim.lock").exists()
 
 
 def test_a_diverged_run_stops_with_one_line_and_keeps_only_finite_checkpoints(tmp_path):
@@ -207,21 +234,40 @@ time.sleep(600)
 """
 
 
-def test_a_live_run_holds_its_output_folder_and_a_killed_one_does_not(tmp_path):
-    out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+@contextlib.contextmanager
+def another_run_holding(output_dir: Path):
+    """A live process holding `output_dir`'s lock (killed at the end); yields its pid."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(output_dir)], stdout=subprocess.PIPE, text=True,
                               cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        args = ["--output_dir", str(out), "--max_steps", "1", "--max_train_samples", "4",
-                "--per_device_train_batch_size", "4", "--save_strategy", "no", *FAST]
-        with pytest.raises(ValueError, match=rf"^--output_dir {out} is in use by another run \(pid {holder.pid} on "
-                                             rf"host .*, since .*\): wait for it to finish, or pass another "
-                                             rf"--output_dir\.$"):
-            run_pretraining.main(args)
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def in_use_message(output_dir: Path, pid: int) -> str:
+    return (rf"--output_dir {output_dir} is in use by another run \(pid {pid} on host .*, since .*\): wait for it to "
+            rf"finish, or pass another --output_dir\.$")
+
+
+def test_a_live_run_holds_its_output_folder_and_a_killed_one_does_not(tmp_path):
+    out = tmp_path / "out"
+    args = ["--output_dir", str(out), "--max_steps", "1", "--max_train_samples", "4",
+            "--per_device_train_batch_size", "4", "--save_strategy", "no", *FAST]
+    with another_run_holding(out) as pid, pytest.raises(ValueError, match=f"^{in_use_message(out, pid)}"):
+        run_pretraining.main(args)
     assert (out / ".a2mim.lock").exists()  # the killed holder's stale lock file: it blocks nothing
     assert run_pretraining.main(args)["final_loss"] > 0
     assert not (out / ".a2mim.lock").exists()  # a run that ends releases its folder
+
+
+def test_every_script_refuses_a_folder_held_by_a_live_run_in_one_line(tmp_path):
+    with another_run_holding(tmp_path) as pid:
+        for script, (_, name, _) in TINY_RUNS.items():
+            with pytest.raises(SystemExit) as exit_info:
+                run_tiny(script, tmp_path)
+            message = str(exit_info.value.code)
+            assert re.match(f"^{name}: error: {in_use_message(tmp_path, pid)}", message) and "\n" not in message
+    assert not (tmp_path / "model.safetensors").exists()

@@ -149,6 +149,16 @@ def test_bad_inputs_stop_with_one_line(a2mim_checkpoints, tmp_path):
     assert "pass --id2label" in message
     message = one_line_error(*resnet, "--output_dir", str(tmp_path / "o4"), "--per_device_train_batch_size", "1")
     assert "BatchNorm" in message and "--per_device_train_batch_size 2" in message
-    message = one_line_error("--model_name_or_path", str(a2mim_checkpoints / "vit"), "--do_train", "--output_dir",
-                             str(tmp_path / "o5"), "--crop_size", "64")
-    assert "runs at 32 px" in message and "--crop_size 32" in message
+
+
+def test_vit_trains_and_evaluates_at_crops_larger_than_its_pretraining_resolution(a2mim_checkpoints, tmp_path,
+                                                                                    caplog):
+    output = tmp_path / "vit-48"
+    with caplog.at_level("WARNING"):
+        results = segment(output, "--model_name_or_path", str(a2mim_checkpoints / "vit"), "--do_train", "--do_eval",
+                          "--max_steps", "1", "--save_strategy", "no", "--crop_size", "48", "--scene_size", "48")
+    assert "pretrained at 32 px; at 48 px crops (48 px evaluation) its position embeddings" in caplog.text
+    assert 0 <= results["eval"]["eval_mean_iou"] <= 1
+    config = json.loads((output / "config.json").read_text())
+    assert config["backbone_config"]["image_size"] == 32  # the tables keep their shape, interpolated per forward
+    assert json.loads((output / "preprocessor_config.json").read_text())["size"] == {"height": 48, "width": 48}

@@ -181,6 +181,45 @@ def test_saved_dataset_with_id2label_json_and_inline_id2label(tmp_path):
         parse_id2label('{"0": "bg", "2": "cat"}')
 
 
+@pytest.mark.parametrize("storage", ["save_to_disk", "parquet"])
+def test_a_classlabel_mask_column_names_the_classes(tmp_path, storage):
+    """Masks stored as 2-D arrays of `ClassLabel` ids: the names come from the features (no --id2label, no
+    id2label.json), the masks check and transform like PNG masks, and --id2label still wins."""
+    from datasets import ClassLabel, Dataset, Features, Image, List
+
+    from modeling_a2mim.segmentation.data import mask_array, resolve_id2label
+
+    names = ["background", "cat", "dog"]
+    masks = [np.zeros((12, 16), np.int64) for _ in range(4)]
+    for index, mask in enumerate(masks):
+        mask[2:6, 3:9], mask[8, :] = 1 + index % 2, -1  # a cat or a dog, and a row without label (ignored)
+    features = Features({"image": Image(), "annotation": List(List(ClassLabel(names=names)))})
+    rows = {"image": [PIL.Image.new("RGB", (16, 12), (9 * i, 40, 90)) for i in range(4)],
+            "annotation": [mask.tolist() for mask in masks]}
+    dataset = Dataset.from_dict(rows, features=features)
+    if storage == "save_to_disk":
+        dataset.save_to_disk(str(tmp_path / "saved"))
+        args = SegmentationDataArguments(dataset_name=str(tmp_path / "saved"), train_val_split=0.5)
+    else:
+        dataset.to_parquet(str(tmp_path / "train.parquet"))
+        args = SegmentationDataArguments(data_files=[str(tmp_path / "train.parquet")], train_val_split=0.5)
+    train, evaluation, image_column, mask_column = load_segmentation_splits(args, seed=0)
+    assert (len(train), len(evaluation), image_column, mask_column) == (2, 2, "image", "annotation")
+    assert resolve_id2label(args, train.features[mask_column]) == {0: "background", 1: "cat", 2: "dog"}
+    assert len(check_masks(train, image_column, mask_column, 3, False, split="train")) == 2
+    assert (mask_array(train[0][mask_column])[8] == 255).all()  # ClassLabel's -1 is the ignore index
+    with pytest.raises(ValueError, match=r"row 0 of the train split has class id\(s\) \[2\] beyond the 2 classes"):
+        check_masks(train.select([0, 1]), image_column, mask_column, 2, False, split="train")
+    out = SegmentationBatchTransform(image_column, mask_column, build_train_transform(16, [0] * 3, [1] * 3, PLAIN))(
+        train[:2])
+    assert all(labels.shape == (16, 16) and set(labels.unique().tolist()) <= {0, 1, 2, 255}
+               for labels in out["labels"])
+    args.id2label = '{"0": "bg", "1": "a", "2": "b"}'
+    assert resolve_id2label(args, train.features[mask_column]) == {0: "bg", 1: "a", 2: "b"}
+    with pytest.raises(ValueError, match="give the mask column a ClassLabel feature"):
+        resolve_id2label(SegmentationDataArguments(data_files=[str(tmp_path / "x.parquet")]), Image())
+
+
 def test_joint_train_transform_keeps_masks_aligned_and_pads_with_ignore():
     """A mask equal to the image's red channel stays equal to it through resize, crop and flip (photometric off)."""
     recipe = PLAIN.__class__(**{**PLAIN.to_dict(), "photometric_distortion": False, "min_resize_ratio": 0.5,

@@ -233,6 +233,25 @@ def test_warmup_step_schedule():
     assert lrs[3:14] == pytest.approx([1.0] * 11) and lrs[14:] == pytest.approx([0.1, 0.1])
 
 
+@pytest.mark.parametrize("max_steps, warmup, expected", [
+    (1, 0.05, [1.0, 0.0]),  # the segmentation recipes' warmup fraction at --max_steps 1: 1 warmup step of 1
+    (2, 2, [0.0, 1.0, 0.0]),  # --warmup_steps equal to --max_steps
+    (4, 1, [0.0, 1.0, 2 / 3, 1 / 3, 0.0]),  # a warmup shorter than the run: transformers' schedule, unchanged
+])
+def test_polynomial_schedule_leaves_at_least_one_step_of_decay(tmp_path, max_steps, warmup, expected):
+    args = TrainingArguments(str(tmp_path), learning_rate=1.0, lr_scheduler_type="polynomial", warmup_steps=warmup,
+                             lr_scheduler_kwargs={"power": 1.0, "lr_end": 0.0}, max_steps=max_steps, use_cpu=True,
+                             report_to="none")
+    trainer = A2MIMTrainer(model=torch.nn.Linear(2, 2), args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=max_steps)
+    lrs = [trainer.lr_scheduler.get_last_lr()[0]]
+    for _ in range(max_steps):  # transformers raised ZeroDivisionError at the last step of the first two
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+    assert lrs == pytest.approx(expected)
+
+
 def test_trainer_builds_recipe_groups(tmp_path):
     model = A2MIMForMaskedImageModeling(tiny_resnet_config())
     args = TrainingArguments(str(tmp_path), learning_rate=2e-3, weight_decay=0.05, use_cpu=True, report_to="none",

@@ -30,8 +30,9 @@ class SegmentationDataArguments(DataArguments):
     )
     id2label: str | None = field(
         default=None,
-        metadata={"help": "Class names: a JSON file or inline JSON {\"0\": \"wall\", ...}; default: an id2label.json "
-                          "next to the data (or in the Hub dataset repository)."},
+        metadata={"help": "Class names: a JSON file or inline JSON {\"0\": \"wall\", ...}; default: the names of a "
+                          "ClassLabel mask column (masks as 2-D arrays of class ids), else an id2label.json next to "
+                          "the data (or in the Hub dataset repository)."},
     )
     num_train_scenes: int = field(default=1000, metadata={"help": "Embedded default: training scenes to build."})
     num_eval_scenes: int = field(default=200, metadata={"help": "Embedded default: held-out scenes to build."})

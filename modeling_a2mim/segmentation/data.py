@@ -1,8 +1,9 @@
 """Segmentation data: an image column and a mask column, from the Hub, local files or folders, or the embedded
 Fashion-MNIST scenes; the label names; and the up-front mask checks.
 
-Masks are single-channel maps of class ids (PNG "L", "P" palette indices or 16-bit "I;16"), the size of their image;
-255 is the ignore index. `--do_reduce_labels` maps 0 (ADE20K's "other") to 255 and every other id k to k - 1.
+Masks are single-channel maps of class ids (PNG "L", "P" palette indices or 16-bit "I;16", or a 2-D array column:
+`Array2D` or a list of lists of ints or of a `ClassLabel`), the size of their image; 255 is the ignore index (-1 too in
+an array column). `--do_reduce_labels` maps 0 (ADE20K's "other") to 255 and every other id k to k - 1.
 """
 
 import io
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-from datasets import Dataset, DatasetDict, Features, Image, Value
+from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features, Image, LargeList, List, Value
 
 from ..data import SkippedImageCounter
 from ..data.images import UNREADABLE_IMAGE_ERRORS
@@ -93,20 +94,43 @@ def _id2label_from_hub(dataset_name: str, **hub_kwargs) -> dict[int, str] | None
     return parse_id2label(path)
 
 
-def resolve_id2label(data_args, **hub_kwargs) -> dict[int, str]:
-    """Class names: `--id2label`, else an `id2label.json` next to the data (the dataset folder, `--train_dir`, or the
-    Hub dataset repository), else the embedded scenes' names for the default data."""
+def _array_element(feature):
+    """The element feature of a 2-D array column (`Array2D`, or a list of lists), else `None`."""
+    if isinstance(feature, Array2D):
+        return Value(feature.dtype)
+    for _ in range(2):
+        if not isinstance(feature, (List, LargeList)):
+            return None
+        feature = feature.feature
+    return feature
+
+
+def _id2label_from_features(mask_feature) -> dict[int, str] | None:
+    """The names of a `ClassLabel` mask column (a 2-D array of class ids), or `None`."""
+    element = _array_element(mask_feature)
+    if not isinstance(element, ClassLabel):
+        return None
+    logger.info("Class names from the mask column's ClassLabel feature: %s.", element.names)
+    return dict(enumerate(element.names))
+
+
+def resolve_id2label(data_args, mask_feature=None, **hub_kwargs) -> dict[int, str]:
+    """Class names: `--id2label`, else the dataset's features (a mask column of `ClassLabel` ids, `mask_feature`),
+    else an `id2label.json` next to the data (the dataset folder, `--train_dir`, or the Hub dataset repository),
+    else the embedded scenes' names for the default data."""
     if data_args.id2label:
         return parse_id2label(data_args.id2label)
-    found = _id2label_next_to([data_args.dataset_name, data_args.train_dir, data_args.validation_dir,
-                               *(os.path.dirname(f) for f in data_args.data_files or [])])
+    found = _id2label_from_features(mask_feature) or _id2label_next_to(
+        [data_args.dataset_name, data_args.train_dir, data_args.validation_dir,
+         *(os.path.dirname(f) for f in data_args.data_files or [])])
     if found is None and data_args.dataset_name and not Path(data_args.dataset_name).exists():
         found = _id2label_from_hub(data_args.dataset_name, **hub_kwargs)
     if found is None and data_args.uses_embedded_scenes:
         found = dict(SCENE_ID2LABEL)
     if found is None:
         raise ValueError(f"No class names for {data_args.source_description}: pass --id2label (a JSON file or "
-                         "inline JSON of class id -> name) or put an id2label.json next to the data.")
+                         "inline JSON of class id -> name), put an id2label.json next to the data, or give the mask "
+                         "column a ClassLabel feature.")
     return found
 
 
@@ -123,13 +147,23 @@ def _pick_column(features, requested: str | None, candidates, flag: str, exclude
                      f"{described}. Name it with {flag}.")
 
 
-def _undecoded(dataset, column: str):
+def _is_id_array(feature) -> bool:
+    element = _array_element(feature)
+    return isinstance(element, ClassLabel) or (isinstance(element, Value) and element.dtype.startswith(("int", "uint")))
+
+
+def _undecoded(dataset, column: str, masks: bool = False):
+    """`dataset` with `column` undecoded; a mask column (`masks`) may also be a 2-D array of class ids."""
     feature = dataset.features[column]
     if isinstance(feature, Image):
         return dataset.cast_column(column, Image(decode=False))
     if isinstance(feature, Value) and feature.dtype in ("binary", "large_binary", "string", "large_string"):
         return dataset
-    raise ValueError(f"Column {column!r} is {feature!r}, not images (a datasets.Image, bytes or paths).")
+    if masks and _is_id_array(feature):
+        return dataset
+    expected = "masks (a datasets.Image, bytes, paths or a 2-D array of class ids)" if masks else (
+        "images (a datasets.Image, bytes or paths)")
+    raise ValueError(f"Column {column!r} is {feature!r}, not {expected}.")
 
 
 def load_segmentation_splits(data_args, seed: int, need_train: bool = True, **hub_kwargs):
@@ -174,14 +208,20 @@ def load_segmentation_splits(data_args, seed: int, need_train: bool = True, **hu
     splits = []
     for split in (train, eval_dataset):
         if split is not None:
-            for column in (image_column, mask_column):
-                split = _undecoded(split, column)
+            split = _undecoded(_undecoded(split, image_column), mask_column, masks=True)
         splits.append(split)
     return splits[0], splits[1], image_column, mask_column
 
 
 def _open(value) -> PIL.Image.Image:
-    """A lazily opened PIL image from a `{"bytes", "path"}` dict, bytes or a path."""
+    """A lazily opened PIL image from a `{"bytes", "path"}` dict, bytes or a path; a 2-D array of class ids (a mask
+    column of lists or `Array2D`) as an "L" image (an "I" image for ids beyond 0..255), -1 (`ClassLabel`'s "no label",
+    as a `ClassLabel` cannot hold 255) becoming the ignore index."""
+    if isinstance(value, (list, np.ndarray)):
+        array = np.asarray(value, dtype=np.int64)
+        array[array == -1] = IGNORE_INDEX
+        small = array.size == 0 or (array.min() >= 0 and array.max() <= 255)
+        return PIL.Image.fromarray(array.astype(np.uint8 if small else np.int32))
     if isinstance(value, dict):
         value = value.get("bytes") or value.get("path")
     if isinstance(value, (bytes, bytearray)):

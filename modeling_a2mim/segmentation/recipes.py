@@ -15,8 +15,9 @@
   lr 1e-4, weight decay 0.05, stage-wise lr decay 0.9, warmup 1500, poly (power 1), UperHead 512 + auxiliary head,
   drop path 0.4 (ConvNeXt-B), whole-image evaluation.
 
-Training augmentation is the mmseg ADE20K pipeline in every recipe: random resize (ratio 0.5-2.0 of the crop),
-random crop (padding with the ignore index), horizontal flip, photometric distortion.
+Training augmentation is the mmseg ADE20K pipeline in every recipe: random resize (ratio 0.5-2.0 of the crop; the
+CPU-sized default without --recipe: 0.75-1.5), random crop (padding with the ignore index), horizontal flip,
+photometric distortion.
 """
 
 from dataclasses import dataclass
@@ -119,15 +120,20 @@ UPERNET_CONVNEXT_ADE20K = SegmentationRecipe(
 
 RECIPES = {recipe.name: recipe for recipe in (UPERNET_VIT_ADE20K, UPERNET_RESNET_ADE20K, UPERNET_CONVNEXT_ADE20K)}
 
-# Without --recipe: the CPU-sized default for the embedded scenes (AdamW, poly, the encoder's resolution).
+# Without --recipe: the CPU-sized default for the embedded scenes (AdamW, poly, the encoder's resolution). A UperNet
+# trained from scratch first predicts background everywhere (86 % of the scenes' pixels); measured on resnet-micro
+# at batch 8 (README): 300 steps at lr 1e-3 or 3e-3 never leave that plateau (mIoU 0.079), nor do 1500 steps at 3e-3
+# with mmseg's 0.5-2.0 resize (0.098), while 1500 steps at 3e-3 with a milder 0.75-1.5 resize reach 0.26.
 PLAIN = SegmentationRecipe(
     name="plain",
-    description="AdamW + poly decay at the encoder's resolution, UperHead 64 channels (CPU-sized)",
-    max_steps=300,
-    learning_rate=1e-3,
+    description="AdamW + poly decay at the encoder's resolution, resize 0.75-1.5, UperHead 64 channels (CPU-sized)",
+    max_steps=1500,
+    learning_rate=3e-3,
     reference_batch_size=None,
     weight_decay=0.01,
     warmup=0.05,
+    min_resize_ratio=0.75,
+    max_resize_ratio=1.5,
     head_channels=64,
     auxiliary_channels=32,
 )

@@ -1,10 +1,12 @@
-"""A rerun of a finished run trains nothing and leaves its outputs as they are."""
+"""A rerun of a finished run trains nothing and leaves its outputs as they are; `claim_output_dir` is how every
+training script starts: the output folder locked, a finished run recognized."""
 
 import json
 import logging
 import os
 
 from .checkpoints import checkpoint_folders, is_complete_checkpoint
+from .output_lock import OutputDirLock, lock_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +57,17 @@ def finished_run_results(training_args) -> dict | None:
         "from the last checkpoint on the new schedule)."
     )
     return _read_json(os.path.join(output_dir, "all_results.json")) or {}
+
+
+def claim_output_dir(training_args, train: bool = True) -> tuple[OutputDirLock | None, dict | None]:
+    """`(lock, finished)`: lock `--output_dir` for this run (`lock_output_dir`: a one-line `ValueError` when another
+    live run holds it; `None` on the other ranks) and, when this run trains (`train`), the results of the finished run
+    already there (`finished_run_results`; the lock is then released: the script has nothing to do and returns).
+
+    Call it once the recipe has filled `--max_steps` / `--num_train_epochs`: a run is finished against them.
+    """
+    lock = lock_output_dir(training_args.output_dir, training_args.process_index == 0)
+    finished = finished_run_results(training_args) if train else None
+    if finished is not None and lock is not None:
+        lock.release()
+    return lock, finished

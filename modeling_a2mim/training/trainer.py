@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 import torch
+from transformers import SchedulerType, get_scheduler
 from transformers.trainer_utils import has_length
 from transformers.utils import logging
 
@@ -118,12 +119,22 @@ class A2MIMTrainer(TrainerCompat):
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """Trainer's scheduler, or with `step_decay_at` the step schedule in its place. Trainer marks the scheduler it
-        creates here as its own, so that the next `train()` call builds a new one for its own step count."""
+        creates here as its own, so that the next `train()` call builds a new one for its own step count.
+
+        transformers' polynomial decay divides by its decay steps (training steps - warmup steps), so a warmup as long
+        as the run (a recipe's warmup fraction at `--max_steps 1`, or `--warmup_steps` equal to `--max_steps`) raised
+        ZeroDivisionError at the last step: that warmup is clamped to leave one step of decay."""
         creating = self.lr_scheduler is None
         super().create_scheduler(num_training_steps, optimizer)
-        if creating and self.step_decay_at is not None:
-            self.lr_scheduler = get_warmup_step_schedule(
-                optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps), num_training_steps,
-                self.step_decay_at,
+        if not creating:
+            return self.lr_scheduler
+        warmup = self.args.get_warmup_steps(num_training_steps)
+        if self.step_decay_at is not None:
+            self.lr_scheduler = get_warmup_step_schedule(optimizer or self.optimizer, warmup, num_training_steps,
+                                                         self.step_decay_at)
+        elif self.args.lr_scheduler_type == SchedulerType.POLYNOMIAL and warmup == num_training_steps:
+            self.lr_scheduler = get_scheduler(
+                SchedulerType.POLYNOMIAL, optimizer or self.optimizer, num_warmup_steps=max(num_training_steps - 1, 0),
+                num_training_steps=num_training_steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
             )
         return self.lr_scheduler
