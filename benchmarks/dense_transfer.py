@@ -1,8 +1,9 @@
 """Do A2MIM encoders transfer better to dense prediction? Semantic segmentation (UperNet) and object detection
 (Conditional DETR) on Fashion-MNIST scenes, from random init, SimMIM-style and A2MIM encoders of three families.
 
-    python benchmarks/dense_transfer.py           # the full protocol: ~15 h of runs, ~7.5 h at --jobs 2 (estimated)
-    python benchmarks/dense_transfer.py --quick   # a smoke version: one seed, tiny budgets, 13 min on 2 cores
+    python benchmarks/dense_transfer.py                   # segmentation, the full protocol: ~0.8-1.2 h at --jobs 2
+    python benchmarks/dense_transfer.py --task detection  # detection, its own invocation and report: ~0.5-1.5 h
+    python benchmarks/dense_transfer.py --quick           # a smoke version: one seed, tiny budgets, minutes
 
 The encoders are those of `benchmarks/fashion_mnist.py` (same methods, initial weights, pretraining commands, seeds
 and cache, so a finished classification benchmark's ResNet and ConvNeXt pretraining runs are reused), plus a
@@ -13,13 +14,15 @@ scenes of `modeling_a2mim/data/scenes.py` built from the real dataset: a label-s
 garments come from the 60,000 training images, and evaluation scenes whose garments come from the 10,000 test images.
 The random-init rows are the scripts' `--model_preset` baseline (the same network, random weights, `--seed`).
 
-The fine-tuning budget of each (task, family) comes from its random-init convergence curve, which this command runs
-first (every seed): the shortest budget on the curve that no longer budget beats beyond the seed spread
-(`converged_budget`, the rule of the classification benchmark), else the curve's longest. Every method of the family
-is then fine-tuned at that budget, once per pretraining seed with the same seed, so mIoU / mAP are mean ± std over
-pretraining seeds and every verdict is over them. Results: `benchmarks/results/dense_transfer.{json,md,png}` and
-`dense_transfer_convergence.png`; quick mode writes to `benchmarks/results/quick/` (ignored by git) and uses its own
-cache folder. `--cached_only` reports what has finished without starting anything.
+The fine-tuning budget of each family comes from its random-init convergence curve, which this command runs first
+(every seed, except the curve's longest point: seed 0, judged against the shorter point's spread): the shortest
+budget on the curve that no longer budget beats beyond the seed spread (`converged_budget`, the rule of the
+classification benchmark), else the curve's longest. Every method of the family is then fine-tuned at that budget,
+once per pretraining seed with the same seed, so mIoU / mAP are mean ± std over pretraining seeds and every verdict is
+over them. One task per invocation (`--task`, segmentation by default), each with its own report:
+`benchmarks/results/dense_transfer_<task>.{json,md,png}` and `dense_transfer_<task>_convergence.png`; both tasks
+share the pretraining runs (the cache). Quick mode writes to `benchmarks/results/quick/` (ignored by git) and uses its
+own cache folder. `--cached_only` reports what has finished without starting anything.
 """
 
 import argparse
@@ -28,7 +31,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,6 +114,14 @@ class Task:
     batch_size: int
     convergence_epochs: tuple[int, ...]  # the random-init curve's budgets, in epochs over the training scenes
     flags: tuple[str, ...]
+    family_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # family -> its flags beyond `flags`
+    # The curve's costly points -> the seeds that run them (the others: every seed). A point of one seed is judged
+    # against the shorter budget's seed spread (`fashion_mnist_report.curve_verdict`); when the curve picks it, the
+    # fine-tuning phase runs the random-init row at it with the remaining seeds.
+    convergence_seeds: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def curve_seeds(self, epochs: int, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(s for s in seeds if s in self.convergence_seeds.get(epochs, seeds))
 
     def data_flags(self, scenes: Path, size: int) -> list[str]:
         if self.name == SEGMENTATION:
@@ -118,9 +129,13 @@ class Task:
         return ["--image_square_size", str(size)]
 
 
-# UperNet as the script's CPU default (`PLAIN`: AdamW + poly, UperHead 64 channels), written out.
-SEGMENTATION_FLAGS = ("--learning_rate", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "0.05",
-                      "--head_channels", "64")
+# UperNet as the script's CPU default (`PLAIN`: AdamW + poly), written out. The UperHead works at its finest map: the
+# CNNs' stride-4 stage (16x16 at 64 px) with the default 64 channels, BEiT's x4 pyramid level, which for patch-4
+# tokens is the whole 32x32 scene, 4x the pixels; at 32 channels (a quarter of the 3x3 convolutions' cost) BEiT's
+# head costs per scene about what the CNNs' does: BEiT fine-tuning drops from 0.16 to 0.09 s/step (0.37 to 0.23 busy).
+SEGMENTATION_FLAGS = ("--learning_rate", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "0.05")
+SEGMENTATION_HEADS = {"resnet": ("--head_channels", "64"), "convnext": ("--head_channels", "64"),
+                      "beit": ("--head_channels", "32")}
 # Conditional DETR, CPU-sized as the README's detection command (the backbone at the head's learning rate).
 DETECTION_FLAGS = ("--detector", "conditional_detr", "--num_queries", "10", "--d_model", "64", "--encoder_layers", "2",
                    "--decoder_layers", "2", "--attention_heads", "4", "--ffn_dim", "256", "--learning_rate", "3e-4",
@@ -128,11 +143,15 @@ DETECTION_FLAGS = ("--detector", "conditional_detr", "--num_queries", "10", "--d
                    "--warmup_steps", "0.05")
 TASKS = (
     # Scenes at each encoder's pretraining resolution (the BEiT encoder cannot take another one).
+    # The curve's longest point runs seed 0 only (as the classification benchmark's 640 epochs): 2 of its 3 runs
+    # are the costliest of the curve, and they are run anyway, in the fine-tuning phase, when the curve picks it.
     Task(SEGMENTATION, "run_semantic_segmentation.py", "eval_mean_iou", "mIoU (segmentation)",
-         {"resnet": 64, "convnext": 64, "beit": 32}, 8, (5, 10, 20, 40), SEGMENTATION_FLAGS),
+         {"resnet": 64, "convnext": 64, "beit": 32}, 8, (10, 20, 40), SEGMENTATION_FLAGS, SEGMENTATION_HEADS,
+         convergence_seeds={40: (0,)}),
     # The CNNs' stride-32 map is 3x3 at 96 px (2x2 at 64 px).
     Task(DETECTION, "run_object_detection.py", "eval_map", "mAP (detection)",
-         {"resnet": 96, "convnext": 96, "beit": 32}, 16, (10, 20, 40, 80), DETECTION_FLAGS),
+         {"resnet": 96, "convnext": 96, "beit": 32}, 16, (10, 20, 40, 80), DETECTION_FLAGS,
+         convergence_seeds={80: (0,)}),
 )
 
 
@@ -159,7 +178,7 @@ BUDGETS_DENSE = {
         "quick",
         dataclasses.replace(BUDGETS["quick"], mode="dense-quick", pretrain_epochs=(0.05,)),  # 23 steps
         train_scenes=32, eval_scenes=16, seeds=(0,),
-        tasks=tuple(dataclasses.replace(task, convergence_epochs=(1, 2)) for task in TASKS),
+        tasks=tuple(dataclasses.replace(task, convergence_epochs=(1, 2), convergence_seeds={}) for task in TASKS),
     ),
 }
 
@@ -202,6 +221,7 @@ def dense_run(task: Task, row: Row, seed: int, epochs: int, budget: DenseBudget,
         "--per_device_train_batch_size", str(task.batch_size),
         "--per_device_eval_batch_size", "64",
         *task.flags,
+        *task.family_flags.get(family, ()),
         "--do_train", "--do_eval",
         "--eval_strategy", "no",
         "--save_strategy", "no",
@@ -224,11 +244,12 @@ def random_init_row(rows: list[Row], family: str) -> Row | None:
 
 
 def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
-    """The random-init rows at every budget of their tasks' curves, every seed; CNN families first."""
+    """The random-init rows at every budget of their tasks' curves, with the seeds of `Task.curve_seeds`; CNN
+    families first."""
     runs = [dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
             for row in sorted((r for r in rows if r.epochs is None), key=lambda r: r.method.family == "beit")
             for task in budget.tasks if row.method.family in task.scene_sizes
-            for epochs in task.convergence_epochs for seed in budget.seeds]
+            for epochs in task.convergence_epochs for seed in task.curve_seeds(epochs, budget.seeds)]
     return Plan(runs, {}, [])
 
 
@@ -321,14 +342,17 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     curves = convergence_curves(curve_records)
     verdicts = convergence_verdicts(curves, chosen)
     code = code_fingerprint(DENSE_CODE_FILES)
-    header, fields = report_header(f"Dense transfer: do A2MIM encoders pay off for segmentation and detection? "
-                                   f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT, code)
+    (task,) = budget.tasks
+    stem = report_stem(task)
+    header, fields = report_header(f"Dense transfer: do A2MIM encoders pay off for {task.name}? ({budget.mode} mode)",
+                                   run_seconds, args.jobs, argv, args.note, SCRIPT, code)
     seeds = len(budget.seeds)
     results_dir = args.results_dir
+    single = [f"{epochs} epochs: seed {', '.join(map(str, chosen_seeds))} only" for epochs, chosen_seeds in
+              task.convergence_seeds.items() if len(chosen_seeds) < seeds]
     markdown = "\n".join([
         *header,
-        f"mIoU and COCO mAP (%) on the evaluation scenes, {seeds_phrase(seeds)}; best of each column in bold; — : no "
-        "finished run.",
+        f"{task.column} (%) on the evaluation scenes, {seeds_phrase(seeds)}; best in bold; — : no finished run.",
         "",
         *missing_lines(missing, planned),
         markdown_table(summaries, names, columns, {r.name: r.method.description for r in rows}, seeds),
@@ -336,14 +360,16 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
         *verdict_lines(comparisons),
         "## Fine-tuning budget: the random-init curves",
         "",
-        "Each (task, family) fine-tunes at the shortest budget of its random-init curve that no longer budget beats "
-        "beyond the seed spread (bold), else at the curve's longest; every method of the family gets that budget.",
+        "Each family fine-tunes at the shortest budget of its random-init curve that no longer budget beats beyond "
+        "the seed spread (bold), else at the curve's longest; every method of the family gets that budget."
+        + "".join(f" The curve's {point} (judged against the shorter budget's seed spread; the remaining seeds run "
+                  "in the fine-tuning phase when the curve picks it)." for point in single),
         "",
         markdown_convergence(curves, chosen, seeds),
         "",
         *budget_sentences(curves, chosen),
         "",
-        "![curves](dense_transfer_convergence.png)",
+        f"![curves]({stem}_convergence.png)",
         "",
         "## Protocol",
         "",
@@ -352,12 +378,13 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
         *commands_lines(pretraining, budget.seeds[0], examples),
     ])
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "dense_transfer.md").write_text(markdown)
-    plot(summaries, names, columns, results_dir / "dense_transfer.png",
-         f"Dense transfer, {budget.mode} mode, {seeds} pretraining seed(s)", metric="mIoU / mAP (%)")
-    plot_convergence(curves, chosen, results_dir / "dense_transfer_convergence.png",
-                     f"Dense transfer, {budget.mode} mode: random-init fine-tuning vs epochs", "mIoU / mAP (%)")
-    write_json(results_dir / "dense_transfer.json", {
+    (results_dir / f"{stem}.md").write_text(markdown)
+    plot(summaries, names, columns, results_dir / f"{stem}.png",
+         f"Dense transfer ({task.name}), {budget.mode} mode, {seeds} pretraining seed(s)", metric=task.column)
+    plot_convergence(curves, chosen, results_dir / f"{stem}_convergence.png",
+                     f"Dense transfer ({task.name}), {budget.mode} mode: random-init fine-tuning vs epochs",
+                     task.column)
+    write_json(results_dir / f"{stem}.json", {
         **fields,
         "budget": asdict(budget),
         "methods": [asdict(m) for m in {r.method.name: r.method for r in rows}.values()],
@@ -373,10 +400,17 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     })
 
 
+def report_stem(task: Task) -> str:
+    """The report's file names without extension: one report per task (each is its own invocation)."""
+    return f"dense_transfer_{task.name}"
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="The smoke budget instead of the full one.")
-    parser.add_argument("--tasks", nargs="+", choices=[SEGMENTATION, DETECTION], help="Only these tasks.")
+    parser.add_argument("--task", choices=[SEGMENTATION, DETECTION], default=SEGMENTATION,
+                        help="The task this invocation runs and reports (default: segmentation; detection is its "
+                        "own invocation, with its own report, after or without segmentation).")
     parser.add_argument("--families", nargs="+", choices=["resnet", "convnext", "beit"], help="Only these families.")
     add_run_arguments(parser)
     return parser.parse_args(argv)
@@ -387,7 +421,7 @@ def main(argv=None):
     args = parse_args(argv)
     args.results_dir = args.results_dir or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     budget = BUDGETS_DENSE["quick" if args.quick else "full"]
-    tasks = tuple(t for t in budget.tasks if args.tasks is None or t.name in args.tasks)
+    tasks = tuple(t for t in budget.tasks if t.name == args.task)
     families = args.families or ["resnet", "convnext", "beit"]
     tasks = tuple(dataclasses.replace(t, scene_sizes={f: s for f, s in t.scene_sizes.items() if f in families})
                   for t in tasks)
@@ -411,7 +445,8 @@ def main(argv=None):
     curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs
     both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], {}, [])
     missing_all = list(dict.fromkeys([*curve_missing, *missing]))
-    if nothing_finished(missing_all, both, args.results_dir / "dense_transfer.md", argv, SCRIPT):
+    report = args.results_dir / f"{report_stem(tasks[0])}.md"
+    if nothing_finished(missing_all, both, report, argv, SCRIPT):
         return
     done = [{**run.record, **results[run.key]} for run in plan.runs if run.key.startswith("pretrain ")
             and run.key in results]
@@ -419,7 +454,7 @@ def main(argv=None):
     seconds = curve_seconds + sum(result["seconds"] for key, result in results.items() if key not in curve_keys)
     write_report(budget, rows, evaluation_records(evaluations, results), curve_records, chosen, done, plan.examples,
                  missing_all, len(both.runs), seconds, args, argv)
-    print((args.results_dir / "dense_transfer.md").read_text())
+    print(report.read_text())
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ def _budget():
 
     pretraining = dense.Budget("full", pretrain_images=20, pretrain_epochs=(1,), pretrain_batch_size=10, protocols=(),
                                test_per_class=2)
-    tasks = tuple(dense.dataclasses.replace(task, convergence_epochs=(10, 20)) for task in dense.TASKS)
+    # Segmentation's longest point runs seed 0 only, as in the full protocol; detection's runs every seed.
+    tasks = tuple(dense.dataclasses.replace(task, convergence_epochs=(10, 20),
+                                            convergence_seeds={20: (0,)} if task.name == dense.SEGMENTATION else {})
+                  for task in dense.TASKS)
     return dense.DenseBudget("full", pretraining, train_scenes=4, eval_scenes=2, tasks=tasks, seeds=(0, 1, 2))
 
 
@@ -43,7 +46,19 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
-    assert len(curve.runs) == 2 * 3 * 4 * 3 and not curve.after  # tasks x families x budgets x seeds
+    # Per family: segmentation 10 and 20 epochs x 3 seeds + 40 epochs x seed 0; detection 10, 20, 40 x 3 + 80 x 1.
+    assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (3 * 3 + 1) and not curve.after
+    curve_keys = {run.key for run in curve.runs}
+    assert {f"segmentation 40 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
+        "segmentation 40 ep BEiT random init seed 0"}
+    heads = {family: _flag(next(r for r in curve.runs if r.key.startswith(f"segmentation 10 ep {name} ")).command,
+                           "--head_channels") for family, name in (("resnet", "ResNet"), ("convnext", "ConvNeXt"),
+                                                                   ("beit", "BEiT"))}
+    assert heads == {"resnet": "64", "convnext": "64", "beit": "32"}  # BEiT's head runs on a 4x larger map
+    longest = dense.plan_transfer(rows, budget, dense.chosen_budgets([], rows, budget), data, scenes, tmp_path)
+    # No curve run has finished: each curve's longest budget, with the seeds the curve left out
+    assert {r.key for r in longest.runs if r.key.startswith("segmentation 40 ep BEiT random init")} - curve_keys == {
+        "segmentation 40 ep BEiT random init seed 1", "segmentation 40 ep BEiT random init seed 2"}
     chosen = {key: 20 for key in dense.chosen_budgets([], rows, budget)}
     plan = dense.plan_transfer(rows, budget, chosen, data, scenes, tmp_path)
     runs = {run.key: run for run in plan.runs}
@@ -102,9 +117,10 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     cache, results = tmp_path / "cache", tmp_path / "results"
     flags = ["--cached_only", "--families", "resnet", "--cache_dir", str(cache), "--results_dir", str(results)]
     dense.main(flags)  # nothing finished, no report yet: an empty report listing every run
-    report = (results / "dense_transfer.md").read_text()
-    # The curve (2 tasks x 2 budgets x 3 seeds), the pretraining (2 rows x 3 seeds), their fine-tuning (2 x 2 x 3)
-    assert "**Incomplete: 30 of 30 runs have not finished" in report
+    report = (results / "dense_transfer_segmentation.md").read_text()
+    # The segmentation curve (3 seeds at 10 epochs, seed 0 at 20), the pretraining (2 rows x 3 seeds), their
+    # fine-tuning (2 x 3) and, as no curve run has finished, the longest budget's random init at seeds 1 and 2
+    assert "**Incomplete: 18 of 18 runs have not finished" in report
 
     scenes = {size: dense.export_scenes(cache / "data", 4, 2, size) for size in (64, 96)}
     assert json.loads((scenes[64] / "id2label.json").read_text())["1"] == "T-shirt/top"
@@ -112,7 +128,8 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     run_dir = cache / "full"
     curve = dense.plan_curve(rows, budget, scenes, run_dir)
     seed = {run.key: run.record["seed"] for run in curve.runs}
-    # Segmentation gains nothing beyond the spread after 10 epochs; detection still gains at 20 (its longest).
+    # Segmentation gains nothing beyond the spread after 10 epochs (seed 0 at 20 against 10's spread); detection still
+    # gains at 20 (its longest).
     _finish(curve.runs, lambda run: {("segmentation", 10): 0.300, ("segmentation", 20): 0.305,
                                      ("detection", 10): 0.010, ("detection", 20): 0.050}[
         run.key.split()[0], run.record["epochs"]] + 0.01 * seed[run.key])
@@ -126,31 +143,42 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
             lambda run: (0.300 if run.key.startswith("segmentation") else 0.050) + gains[run.record["method"]]
             + 0.01 * run.record["seed"])
     dense.main(flags)
-    report = (results / "dense_transfer.md").read_text()
+    report = (results / "dense_transfer_segmentation.md").read_text()
     assert "Incomplete" not in report
     assert ("| ResNet A2MIM | resnet-micro, A2MIM (token at stage 3, mean fill, focal L1 + 0.5 freq) | **36.0 ± 1.0** "
-            "| **11.0 ± 1.0** |") in report
-    assert "| ResNet random init | resnet-micro, 64 px, no pretraining | 31.0 ± 1.0 | 6.0 ± 1.0 |" in report
+            "|") in report
+    assert "| ResNet random init | resnet-micro, 64 px, no pretraining | 31.0 ± 1.0 |" in report
     assert "| ResNet A2MIM vs ResNet random init | mIoU (segmentation) | +5.0 | better | 3/3 |" in report
+    assert "- ResNet A2MIM vs ResNet SimMIM-style: better in 1 of 1." in report
+    assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 30.5 (n=1) |" in report
+    assert "The curve's 20 epochs: seed 0 only (judged against the shorter budget's seed spread" in report
+    assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \
+           "adds -0.5 points, within the seed spread: converged." in report
+    assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
+    assert "run_object_detection.py" not in report
+    saved = json.loads((results / "dense_transfer_segmentation.json").read_text())
+    assert saved["command"] == "python benchmarks/dense_transfer.py --families resnet --cache_dir " + str(cache) + \
+        " --results_dir " + str(results)
+    assert len(saved["runs"]) == 3 * 3 and len(saved["convergence_runs"]) == 3 + 1
+
+    dense.main([*flags, "--task", "detection"])  # its own report, from the same pretraining runs
+    report = (results / "dense_transfer_detection.md").read_text()
+    assert "Incomplete" not in report
+    assert "| ResNet random init | resnet-micro, 64 px, no pretraining | 6.0 ± 1.0 |" in report
     assert ("| ResNet SimMIM-style vs ResNet random init | mAP (detection) | +0.2 | no clear difference | 3/3 |"
             in report)
-    assert "- ResNet A2MIM vs ResNet SimMIM-style: better in 2 of 2." in report
-    assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 31.5 ± 1.0 |" in report
     assert ("- ResNet random init, mAP (detection): 10 epochs reach 2.0 %; the best longer budget (20 epochs) adds "
             "+4.0 points, beyond the seed spread: NOT converged; raise this protocol's epochs. The runs use the "
             "curve's longest budget, 20 epochs, which is not shown converged.") in report
-    assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \
-           "adds +0.5 points, within the seed spread: converged." in report
-    assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
     assert "python run_object_detection.py --model_name_or_path " in report
-    saved = json.loads((results / "dense_transfer.json").read_text())
-    assert saved["command"] == "python benchmarks/dense_transfer.py --families resnet --cache_dir " + str(cache) + \
-        " --results_dir " + str(results)
-    assert len(saved["runs"]) == 3 * 2 * 3 and len(saved["convergence_runs"]) == 2 * 2 * 3
-    everything = report + json.dumps(saved)
+    saved_detection = json.loads((results / "dense_transfer_detection.json").read_text())
+    assert saved_detection["pretraining"] == saved["pretraining"]
+    assert len(saved_detection["runs"]) == 3 * 3 and len(saved_detection["convergence_runs"]) == 2 * 3
+    everything = report + json.dumps(saved) + json.dumps(saved_detection)
     assert str(REPO) not in everything and sys.executable not in everything  # repository-relative, `python`
     assert sorted(p.name for p in results.iterdir()) == [
-        "dense_transfer.json", "dense_transfer.md", "dense_transfer.png", "dense_transfer_convergence.png"]
+        f"dense_transfer_{task}{end}" for task in ("detection", "segmentation")
+        for end in (".json", ".md", ".png", "_convergence.png")]
 
 
 def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tmp_path, monkeypatch, capsys):  # noqa: F811
@@ -159,10 +187,10 @@ def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tm
     monkeypatch.setitem(dense.BUDGETS_DENSE, "full", _budget())
     results = tmp_path / "results"
     results.mkdir()
-    (results / "dense_transfer.md").write_text("the committed results")
-    dense.main(["--cached_only", "--families", "resnet", "--tasks", "segmentation", "--cache_dir",
+    (results / "dense_transfer_detection.md").write_text("the committed results")
+    dense.main(["--cached_only", "--families", "resnet", "--task", "detection", "--cache_dir",
                 str(tmp_path / "cache"), "--results_dir", str(results)])
-    assert (results / "dense_transfer.md").read_text() == "the committed results"
-    assert "Start the runs with `python benchmarks/dense_transfer.py --families resnet --tasks segmentation" \
+    assert (results / "dense_transfer_detection.md").read_text() == "the committed results"
+    assert "Start the runs with `python benchmarks/dense_transfer.py --families resnet --task detection" \
         in capsys.readouterr().out
 
