@@ -133,7 +133,8 @@ class Task:
 # CNNs' stride-4 stage (16x16 at 64 px) with the default 64 channels, BEiT's x4 pyramid level, which for patch-4
 # tokens is the whole 32x32 scene, 4x the pixels; at 32 channels (a quarter of the 3x3 convolutions' cost) BEiT's
 # head costs per scene about what the CNNs' does: BEiT fine-tuning drops from 0.16 to 0.09 s/step (0.37 to 0.23 busy).
-SEGMENTATION_FLAGS = ("--learning_rate", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "0.05")
+SEGMENTATION_FLAGS = ("--learning_rate", "3e-3", "--weight_decay", "0.01", "--warmup_steps", "0.05",
+                      "--min_resize_ratio", "0.75", "--max_resize_ratio", "1.5")
 SEGMENTATION_HEADS = {"resnet": ("--head_channels", "64"), "convnext": ("--head_channels", "64"),
                       "beit": ("--head_channels", "32")}
 # Conditional DETR, CPU-sized as the README's detection command (the backbone at the head's learning rate).
