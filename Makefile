@@ -68,4 +68,4 @@ demo: install
 	@echo "Demo done: checkpoint, model card and reconstructions.png in $(DEMO_DIR)"
 
 clean:
-	rm -rf outputs .pytest_cache $(TRANSFORMERS_TESTS)
+	rm -rf outputs .pytest_cache $(TRANSFORMERS_TESTS) $(OLDEST_VENV)
