@@ -147,8 +147,8 @@ TASKS = (
     # The curve's longest point runs seed 0 only (as the classification benchmark's 640 epochs): 2 of its 3 runs
     # are the costliest of the curve, and they are run anyway, in the fine-tuning phase, when the curve picks it.
     Task(SEGMENTATION, "run_semantic_segmentation.py", "eval_mean_iou", "mIoU (segmentation)",
-         {"resnet": 64, "convnext": 64, "beit": 32}, 8, (10, 20, 40), SEGMENTATION_FLAGS, SEGMENTATION_HEADS,
-         convergence_seeds={40: (0,)}),
+         {"resnet": 64, "convnext": 64, "beit": 32}, 8, (40, 80, 160), SEGMENTATION_FLAGS, SEGMENTATION_HEADS,
+         convergence_seeds={160: (0,)}),
     # The CNNs' stride-32 map is 3x3 at 96 px (2x2 at 64 px).
     Task(DETECTION, "run_object_detection.py", "eval_map", "mAP (detection)",
          {"resnet": 96, "convnext": 96, "beit": 32}, 16, (10, 20, 40, 80), DETECTION_FLAGS,

@@ -46,19 +46,19 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
-    # Per family: segmentation 10 and 20 epochs x 3 seeds + 40 epochs x seed 0; detection 10, 20, 40 x 3 + 80 x 1.
+    # Per family: segmentation 40 and 80 epochs x 3 seeds + 160 epochs x seed 0; detection 10, 20, 40 x 3 + 80 x 1.
     assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (3 * 3 + 1) and not curve.after
     curve_keys = {run.key for run in curve.runs}
-    assert {f"segmentation 40 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
-        "segmentation 40 ep BEiT random init seed 0"}
-    heads = {family: _flag(next(r for r in curve.runs if r.key.startswith(f"segmentation 10 ep {name} ")).command,
+    assert {f"segmentation 160 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
+        "segmentation 160 ep BEiT random init seed 0"}
+    heads = {family: _flag(next(r for r in curve.runs if r.key.startswith(f"segmentation 40 ep {name} ")).command,
                            "--head_channels") for family, name in (("resnet", "ResNet"), ("convnext", "ConvNeXt"),
                                                                    ("beit", "BEiT"))}
     assert heads == {"resnet": "64", "convnext": "64", "beit": "32"}  # BEiT's head runs on a 4x larger map
     longest = dense.plan_transfer(rows, budget, dense.chosen_budgets([], rows, budget), data, scenes, tmp_path)
     # No curve run has finished: each curve's longest budget, with the seeds the curve left out
-    assert {r.key for r in longest.runs if r.key.startswith("segmentation 40 ep BEiT random init")} - curve_keys == {
-        "segmentation 40 ep BEiT random init seed 1", "segmentation 40 ep BEiT random init seed 2"}
+    assert {r.key for r in longest.runs if r.key.startswith("segmentation 160 ep BEiT random init")} - curve_keys == {
+        "segmentation 160 ep BEiT random init seed 1", "segmentation 160 ep BEiT random init seed 2"}
     chosen = {key: 20 for key in dense.chosen_budgets([], rows, budget)}
     plan = dense.plan_transfer(rows, budget, chosen, data, scenes, tmp_path)
     runs = {run.key: run for run in plan.runs}
