@@ -4,6 +4,7 @@
     python benchmarks/dense_transfer.py                   # segmentation, the full protocol: ~0.8-1.2 h at --jobs 2
     python benchmarks/dense_transfer.py --task detection  # detection, its own invocation and report: ~0.5-1.5 h
     python benchmarks/dense_transfer.py --quick           # a smoke version: one seed, tiny budgets, minutes
+    python benchmarks/dense_transfer.py --convergence     # the random-init curves alone (the budgets), own report
 
 The encoders are those of `benchmarks/fashion_mnist.py` (same methods, initial weights, pretraining commands, seeds
 and cache, so a finished classification benchmark's ResNet and ConvNeXt pretraining runs are reused), plus a
@@ -349,8 +350,6 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
                                    run_seconds, args.jobs, argv, args.note, SCRIPT, code)
     seeds = len(budget.seeds)
     results_dir = args.results_dir
-    single = [f"{epochs} epochs: seed {', '.join(map(str, chosen_seeds))} only" for epochs, chosen_seeds in
-              task.convergence_seeds.items() if len(chosen_seeds) < seeds]
     markdown = "\n".join([
         *header,
         f"{task.column} (%) on the evaluation scenes, {seeds_phrase(seeds)}; best in bold; — : no finished run.",
@@ -361,17 +360,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
         *verdict_lines(comparisons),
         "## Fine-tuning budget: the random-init curves",
         "",
-        "Each family fine-tunes at the shortest budget of its random-init curve that no longer budget beats beyond "
-        "the seed spread (bold), else at the curve's longest; every method of the family gets that budget."
-        + "".join(f" The curve's {point} (judged against the shorter budget's seed spread; the remaining seeds run "
-                  "in the fine-tuning phase when the curve picks it)." for point in single),
-        "",
-        markdown_convergence(curves, chosen, seeds),
-        "",
-        *budget_sentences(curves, chosen),
-        "",
-        f"![curves]({stem}_convergence.png)",
-        "",
+        *curve_lines(task, curves, chosen, seeds),
         "## Protocol",
         "",
         *protocol_lines(budget),
@@ -382,9 +371,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     (results_dir / f"{stem}.md").write_text(markdown)
     plot(summaries, names, columns, results_dir / f"{stem}.png",
          f"Dense transfer ({task.name}), {budget.mode} mode, {seeds} pretraining seed(s)", metric=task.column)
-    plot_convergence(curves, chosen, results_dir / f"{stem}_convergence.png",
-                     f"Dense transfer ({task.name}), {budget.mode} mode: random-init fine-tuning vs epochs",
-                     task.column)
+    plot_curves(budget, curves, chosen, results_dir)
     write_json(results_dir / f"{stem}.json", {
         **fields,
         "budget": asdict(budget),
@@ -401,6 +388,70 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     })
 
 
+def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: int) -> list[str]:
+    """The reports' section on the random-init curves: the rule, the table, why each budget, the plot."""
+    single = [f"{epochs} epochs: seed {', '.join(map(str, chosen_seeds))} only" for epochs, chosen_seeds in
+              task.convergence_seeds.items() if len(chosen_seeds) < seeds]
+    return [
+        "Each family fine-tunes at the shortest budget of its random-init curve that no longer budget beats beyond "
+        "the seed spread (bold), else at the curve's longest; every method of the family gets that budget."
+        + "".join(f" The curve's {point} (judged against the shorter budget's seed spread; the remaining seeds run "
+                  "in the fine-tuning phase when the curve picks it)." for point in single),
+        "",
+        markdown_convergence(curves, chosen, seeds),
+        "",
+        *budget_sentences(curves, chosen),
+        "",
+        f"![curves]({report_stem(task)}_convergence.png)",
+        "",
+    ]
+
+
+def plot_curves(budget: DenseBudget, curves, chosen: dict[tuple[str, str], int], results_dir: Path) -> None:
+    (task,) = budget.tasks
+    plot_convergence(curves, chosen, results_dir / f"{report_stem(task)}_convergence.png",
+                     f"Dense transfer ({task.name}), {budget.mode} mode: random-init fine-tuning vs epochs",
+                     task.column)
+
+
+def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: list[dict],
+                             chosen: dict[tuple[str, str], int], missing: list[str], run_seconds: float, args,
+                             argv: list[str]) -> Path:
+    """`--convergence`: the random-init curves alone (`dense_transfer_<task>_convergence.{md,json,png}`), the
+    budget each family's fine-tuning phase would run at."""
+    (task,) = budget.tasks
+    stem = f"{report_stem(task)}_convergence"
+    curves = convergence_curves(curve_records)
+    header, fields = report_header(f"Dense transfer ({task.name}): is the random-init fine-tuning converged? "
+                                   f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT,
+                                   code_fingerprint(DENSE_CODE_FILES))
+    examples = list({run.record["method"]: run for run in curve.runs}.values())  # each family's first run
+    markdown = "\n".join([
+        *header,
+        f"{task.column} (%) on the evaluation scenes of the random-init rows against the fine-tuning budget, "
+        f"{seeds_phrase(len(budget.seeds))}.",
+        "",
+        *missing_lines(missing, len(curve.runs)),
+        *curve_lines(task, curves, chosen, len(budget.seeds)),
+        "## Protocol",
+        "",
+        *protocol_lines(budget),
+        "",
+        *commands_lines([], budget.seeds[0], examples),
+    ])
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    report = args.results_dir / f"{stem}.md"
+    report.write_text(markdown)
+    plot_curves(budget, curves, chosen, args.results_dir)
+    write_json(args.results_dir / f"{stem}.json", {
+        **fields, "budget": asdict(budget), "missing_runs": missing, "runs": curve_records,
+        "convergence_verdicts": convergence_verdicts(curves, chosen),
+        "chosen_epochs": [{"method": method, "protocol": column, "epochs": epochs}
+                          for (method, column), epochs in chosen.items()],
+    })
+    return report
+
+
 def report_stem(task: Task) -> str:
     """The report's file names without extension: one report per task (each is its own invocation)."""
     return f"dense_transfer_{task.name}"
@@ -413,6 +464,9 @@ def parse_args(argv):
                         help="The task this invocation runs and reports (default: segmentation; detection is its "
                         "own invocation, with its own report, after or without segmentation).")
     parser.add_argument("--families", nargs="+", choices=["resnet", "convnext", "beit"], help="Only these families.")
+    parser.add_argument("--convergence", action="store_true",
+                        help="Only the random-init curves: writes dense_transfer_<task>_convergence.{json,md,png} "
+                        "and starts no pretraining or fine-tuning of the other rows.")
     add_run_arguments(parser)
     return parser.parse_args(argv)
 
@@ -441,6 +495,12 @@ def main(argv=None):
     curve_results, curve_missing, curve_seconds = execute(curve, args)
     curve_records = evaluation_records(curve.runs, curve_results)
     chosen = chosen_budgets(curve_records, rows, budget)
+    if args.convergence:
+        report = args.results_dir / f"{report_stem(tasks[0])}_convergence.md"
+        if not nothing_finished(curve_missing, curve, report, argv, SCRIPT):
+            write_convergence_report(budget, curve, curve_records, chosen, curve_missing, curve_seconds, args, argv)
+            print(report.read_text())
+        return
     plan = plan_transfer(rows, budget, chosen, data, scenes, run_dir)
     results, missing, _ = execute(plan, args)
     curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs

@@ -136,6 +136,16 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     chosen = dense.chosen_budgets(dense.evaluation_records(curve.runs, {
         run.key: json.loads((run.output_dir / "benchmark_run.json").read_text()) for run in curve.runs}), rows, budget)
     assert chosen == {("ResNet random init", "mIoU (segmentation)"): 10, ("ResNet random init", "mAP (detection)"): 20}
+    dense.main([*flags, "--convergence"])  # the curves alone, in their own report; nothing else is planned
+    convergence = (results / "dense_transfer_segmentation_convergence.md").read_text()
+    assert "Incomplete" not in convergence and "--model_name_or_path" not in convergence
+    assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 30.5 (n=1) |" in convergence
+    assert "(20 epochs) adds -0.5 points, within the seed spread: converged." in convergence
+    assert "python run_semantic_segmentation.py --model_preset resnet-micro " in convergence
+    saved_curves = json.loads((results / "dense_transfer_segmentation_convergence.json").read_text())
+    assert saved_curves["chosen_epochs"] == [
+        {"method": "ResNet random init", "protocol": "mIoU (segmentation)", "epochs": 10}]
+    assert len(saved_curves["runs"]) == 3 + 1 and not saved_curves["missing_runs"]
     data = {"pretrain": cache / "data" / "pretrain_unlabelled_20.parquet"}
     plan = dense.plan_transfer(rows, budget, chosen, data, scenes, run_dir)
     gains = {"ResNet random init": 0.0, "ResNet SimMIM-style": 0.002, "ResNet A2MIM": 0.05}
@@ -176,9 +186,10 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert len(saved_detection["runs"]) == 3 * 3 and len(saved_detection["convergence_runs"]) == 2 * 3
     everything = report + json.dumps(saved) + json.dumps(saved_detection)
     assert str(REPO) not in everything and sys.executable not in everything  # repository-relative, `python`
-    assert sorted(p.name for p in results.iterdir()) == [
-        f"dense_transfer_{task}{end}" for task in ("detection", "segmentation")
-        for end in (".json", ".md", ".png", "_convergence.png")]
+    assert sorted(p.name for p in results.iterdir()) == sorted([
+        *(f"dense_transfer_{task}{end}" for task in ("detection", "segmentation")
+          for end in (".json", ".md", ".png", "_convergence.png")),
+        "dense_transfer_segmentation_convergence.json", "dense_transfer_segmentation_convergence.md"])
 
 
 def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tmp_path, monkeypatch, capsys):  # noqa: F811
