@@ -425,7 +425,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     header, fields = report_header(f"Dense transfer ({task.name}): is the random-init fine-tuning converged? "
                                    f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT,
                                    code_fingerprint(DENSE_CODE_FILES))
-    examples = list({run.record["method"]: run for run in curve.runs}.values())  # each family's first run
+    examples = list({run.record["method"]: run for run in curve.runs}.values())  # each family's longest run
     markdown = "\n".join([
         *header,
         f"{task.column} (%) on the evaluation scenes of the random-init rows against the fine-tuning budget, "
