@@ -14,6 +14,7 @@ import os
 
 from transformers import TrainingArguments, set_seed
 
+from modeling_a2mim.backbones import note_vit_resolution
 from modeling_a2mim.data import SkippedImageCounter
 from modeling_a2mim.finetuning.arguments import ModelArguments
 from modeling_a2mim.finetuning.layer_decay import layer_decay_multiplier
@@ -25,7 +26,7 @@ from modeling_a2mim.segmentation.arguments import (
 )
 from modeling_a2mim.segmentation.data import check_masks, load_segmentation_splits, resolve_id2label
 from modeling_a2mim.segmentation.metrics import SegmentationMetrics
-from modeling_a2mim.segmentation.models import build_upernet, is_upernet_checkpoint, load_upernet, note_vit_resolution
+from modeling_a2mim.segmentation.models import build_upernet, is_upernet_checkpoint, load_upernet
 from modeling_a2mim.segmentation.trainer import SegmentationTrainer
 from modeling_a2mim.segmentation.transforms import (
     SegmentationBatchTransform,
@@ -106,7 +107,8 @@ def main(callbacks=()):
     model, (mean, std), crop, id2label, start = load_model(model_args, data_args, recipe, mask_feature, hub_kwargs)
     eval_size = recipe_args.eval_image_size or crop
     stride = recipe.eval_stride or max(1, 2 * crop // 3)
-    note_vit_resolution(model, crop, eval_size)
+    note_vit_resolution(model.config.backbone_config, {crop, eval_size},
+                        f"{crop} px crops ({eval_size} px evaluation)")
     logger.info("UperNet from %s; crops %d px, evaluation %s at %d px.", start, crop, recipe.eval_mode, eval_size)
     counter = SkippedImageCounter()
     checked = dict(num_labels=len(id2label), reduce_labels=data_args.do_reduce_labels, counter=counter)

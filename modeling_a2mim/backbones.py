@@ -138,3 +138,24 @@ def load_encoder_into_backbone(backbone: PreTrainedModel, encoder: PreTrainedMod
     logger.info("Backbone: %d encoder tensors loaded into the %s; new: %s.", len(state_dict), type(backbone).__name__,
                 new or "none")
     return new
+
+
+def note_vit_resolution(backbone_config: PreTrainedConfig, input_sizes: set[int], inputs: str) -> None:
+    """Log how a BEiT backbone runs on inputs (`input_sizes`, described by `inputs`) other than its pretraining
+    resolution.
+
+    transformers' `BeitModel` (5.24) adapts to any input size at every forward: it interpolates the absolute
+    position embeddings bicubically (`BeitEmbeddings.interpolate_pos_encoding`) and resizes the relative position
+    bias tables bilinearly to the new window (`BeitRelativePositionBias`). The parameters keep their pretraining
+    shape (so the saved model runs at any size too); mmseg and mmdet instead resize them once at load and train the
+    larger tables.
+    """
+    if backbone_config.model_type != "beit":
+        return
+    size = backbone_config.image_size
+    native = size[0] if isinstance(size, (list, tuple)) else size
+    if input_sizes != {native}:
+        logger.warning(
+            f"The BEiT backbone was pretrained at {native} px; at {inputs} its position embeddings and relative "
+            f"position bias tables are interpolated at every forward (their parameters stay at {native} px)."
+        )

@@ -118,6 +118,21 @@ def test_the_detector_backbone_holds_the_encoder_and_every_stage_trains(family):
         assert parameter.requires_grad == (backbone_stage(backbone.config.model_type, name) not in (0, 1)), name
 
 
+def test_a_beit_backbone_detects_at_a_size_other_than_its_pretraining_resolution(caplog):
+    with caplog.at_level("WARNING"):
+        model, processor, _ = build_detector(_source("beit"), "conditional_detr", LABELS, TINY, 48)
+    assert "pretrained at 32 px; at 48 px images (--image_square_size) its position embeddings" in caplog.text
+    assert model.config.backbone_config.image_size == 32  # the tables keep their shape, interpolated per forward
+    apply_backbone_freezing(model, -1)
+    batch = _batch(processor, 48)
+    assert batch["pixel_values"].shape[-2:] == (48, 48)
+    outputs = model(**batch)
+    outputs.loss.backward()
+    assert outputs.logits.shape == (2, TINY.num_queries, len(LABELS))
+    embeddings = detector_backbone(model).beit.embeddings.position_embeddings
+    assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
+
+
 def test_one_training_step_lowers_the_loss_on_a_batch():
     model, processor, _ = build_detector(_source("resnet"), "conditional_detr", LABELS, TINY, 64)
     apply_backbone_freezing(model, -1)

@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..backbones import backbone_config_for, load_encoder_into_backbone
+from ..backbones import backbone_config_for, load_encoder_into_backbone, note_vit_resolution
 from ..training.model_sources import load_model_config
 from ..transfer import TransferSource
 
@@ -143,15 +143,11 @@ def build_detector(source: TransferSource, detector: str, labels: list[str], siz
     """`(detector with the encoder's weights in its backbone, its image processor, backbone keys left new)`."""
     if detector not in DETECTORS:
         raise ValueError(f"Unknown --detector {detector!r}; use one of {', '.join(DETECTORS)}.")
-    encoder_config = source.encoder.config
-    if encoder_config.model_type == "beit" and image_square_size != encoder_config.image_size:
-        raise ValueError(
-            f"A BEiT backbone runs at its position embeddings' resolution ({encoder_config.image_size} px), not "
-            f"--image_square_size {image_square_size}: pass --image_square_size {encoder_config.image_size}."
-        )
     spec = DETECTORS[detector]
-    config = spec.config_class(backbone_config=single_scale_backbone_config(encoder_config), num_labels=len(labels),
-                               **_label_kwargs(labels), **size.config_kwargs())
+    backbone_config = single_scale_backbone_config(source.encoder.config)
+    note_vit_resolution(backbone_config, {image_square_size}, f"{image_square_size} px images (--image_square_size)")
+    config = spec.config_class(backbone_config=backbone_config, num_labels=len(labels), **_label_kwargs(labels),
+                               **size.config_kwargs())
     model = spec.model_class(config)
     new = load_encoder_into_backbone(detector_backbone(model), source.encoder)
     processor = detection_image_processor(detector, image_square_size, source.image_processor.image_mean,

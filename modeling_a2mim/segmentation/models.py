@@ -62,24 +62,3 @@ def load_upernet(model_name_or_path: str, **hub_kwargs):
         raise ValueError(f"{model_name_or_path} has no preprocessor_config.json (the image statistics it was trained "
                          f"with); save its image processor next to it: {error}") from error
     return model, image_processor
-
-
-def note_vit_resolution(model, crop_size: int, eval_image_size: int) -> None:
-    """Log how a BEiT backbone runs at crops (or evaluation images) other than its pretraining resolution.
-
-    transformers' `BeitModel` (5.24) adapts to any input size at every forward: it interpolates the absolute
-    position embeddings bicubically (`BeitEmbeddings.interpolate_pos_encoding`) and resizes the relative position
-    bias tables bilinearly to the new window (`BeitRelativePositionBias`). The parameters keep their pretraining
-    shape (so the saved model runs at any size too); mmseg instead resizes them once at load and trains the larger
-    tables.
-    """
-    config = model.config.backbone_config
-    if config.model_type != "beit":
-        return
-    native = config.image_size[0] if isinstance(config.image_size, (list, tuple)) else config.image_size
-    if {crop_size, eval_image_size} != {native}:
-        logger.warning(
-            f"The BEiT backbone was pretrained at {native} px; at {crop_size} px crops ({eval_image_size} px "
-            "evaluation) its position embeddings and relative position bias tables are interpolated at every forward "
-            f"(their parameters stay at {native} px)."
-        )
