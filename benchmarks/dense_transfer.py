@@ -1,7 +1,7 @@
 """Do A2MIM encoders transfer better to dense prediction? Semantic segmentation (UperNet) and object detection
 (Conditional DETR) on Fashion-MNIST scenes, from random init, SimMIM-style and A2MIM encoders of three families.
 
-    python benchmarks/dense_transfer.py                   # segmentation, the full protocol: ~0.8-1.2 h at --jobs 2
+    python benchmarks/dense_transfer.py                   # segmentation, the full protocol: many hours (README)
     python benchmarks/dense_transfer.py --task detection  # detection, its own invocation and report: ~0.5-1.5 h
     python benchmarks/dense_transfer.py --quick           # a smoke version: one seed, tiny budgets, minutes
     python benchmarks/dense_transfer.py --convergence     # the random-init curves alone (the budgets), own report
@@ -408,6 +408,7 @@ def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: i
 
 
 def plot_curves(budget: DenseBudget, curves, chosen: dict[tuple[str, str], int], results_dir: Path) -> None:
+    """The random-init curves' picture, `dense_transfer_<task>_convergence.png`, which both reports link to."""
     (task,) = budget.tasks
     plot_convergence(curves, chosen, results_dir / f"{report_stem(task)}_convergence.png",
                      f"Dense transfer ({task.name}), {budget.mode} mode: random-init fine-tuning vs epochs",
@@ -416,7 +417,7 @@ def plot_curves(budget: DenseBudget, curves, chosen: dict[tuple[str, str], int],
 
 def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: list[dict],
                              chosen: dict[tuple[str, str], int], missing: list[str], run_seconds: float, args,
-                             argv: list[str]) -> Path:
+                             argv: list[str]) -> None:
     """`--convergence`: the random-init curves alone (`dense_transfer_<task>_convergence.{md,json,png}`), the
     budget each family's fine-tuning phase would run at."""
     (task,) = budget.tasks
@@ -440,8 +441,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
         *commands_lines([], budget.seeds[0], examples),
     ])
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    report = args.results_dir / f"{stem}.md"
-    report.write_text(markdown)
+    (args.results_dir / f"{stem}.md").write_text(markdown)
     plot_curves(budget, curves, chosen, args.results_dir)
     write_json(args.results_dir / f"{stem}.json", {
         **fields, "budget": asdict(budget), "missing_runs": missing, "runs": curve_records,
@@ -449,7 +449,6 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
         "chosen_epochs": [{"method": method, "protocol": column, "epochs": epochs}
                           for (method, column), epochs in chosen.items()],
     })
-    return report
 
 
 def report_stem(task: Task) -> str:
