@@ -46,19 +46,22 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
-    # Per family: segmentation 40 and 80 epochs x 3 seeds + 160 epochs x seed 0; detection 10, 20, 40 x 3 + 80 x 1.
+    # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0; detection 10, 20, 40 x 3 + 80 x 1.
     assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (3 * 3 + 1) and not curve.after
     curve_keys = {run.key for run in curve.runs}
-    assert {f"segmentation 160 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
-        "segmentation 160 ep BEiT random init seed 0"}
-    heads = {family: _flag(next(r for r in curve.runs if r.key.startswith(f"segmentation 40 ep {name} ")).command,
-                           "--head_channels") for family, name in (("resnet", "ResNet"), ("convnext", "ConvNeXt"),
-                                                                   ("beit", "BEiT"))}
-    assert heads == {"resnet": "64", "convnext": "64", "beit": "32"}  # BEiT's head runs on a 4x larger map
+    assert {f"segmentation 320 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
+        "segmentation 320 ep BEiT random init seed 0"}
+    first = {family: next(r for r in curve.runs if r.key.startswith(f"segmentation 80 ep {name} ")).command
+             for family, name in (("resnet", "ResNet"), ("convnext", "ConvNeXt"), ("beit", "BEiT"))}
+    # BEiT's head runs on a 4x larger map; the CNNs' learning rate is theirs
+    assert {family: _flag(command, "--head_channels") for family, command in first.items()} == {
+        "resnet": "64", "convnext": "64", "beit": "32"}
+    assert {family: _flag(command, "--learning_rate") for family, command in first.items()} == {
+        "resnet": "1e-2", "convnext": "1e-2", "beit": "3e-3"}
     longest = dense.plan_transfer(rows, budget, dense.chosen_budgets([], rows, budget), data, scenes, tmp_path)
     # No curve run has finished: each curve's longest budget, with the seeds the curve left out
-    assert {r.key for r in longest.runs if r.key.startswith("segmentation 160 ep BEiT random init")} - curve_keys == {
-        "segmentation 160 ep BEiT random init seed 1", "segmentation 160 ep BEiT random init seed 2"}
+    assert {r.key for r in longest.runs if r.key.startswith("segmentation 320 ep BEiT random init")} - curve_keys == {
+        "segmentation 320 ep BEiT random init seed 1", "segmentation 320 ep BEiT random init seed 2"}
     chosen = {key: 20 for key in dense.chosen_budgets([], rows, budget)}
     plan = dense.plan_transfer(rows, budget, chosen, data, scenes, tmp_path)
     runs = {run.key: run for run in plan.runs}
