@@ -251,11 +251,12 @@ def random_init_row(rows: list[Row], family: str) -> Row | None:
 
 def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
     """The random-init rows at every budget of their tasks' curves, with the seeds of `Task.curve_seeds`; CNN
-    families first."""
+    families first, each family's longest budget first (so that parallel jobs end together)."""
     runs = [dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
             for row in sorted((r for r in rows if r.epochs is None), key=lambda r: r.method.family == "beit")
             for task in budget.tasks if row.method.family in task.scene_sizes
-            for epochs in task.convergence_epochs for seed in task.curve_seeds(epochs, budget.seeds)]
+            for epochs in sorted(task.convergence_epochs, reverse=True)
+            for seed in task.curve_seeds(epochs, budget.seeds)]
     return Plan(runs, {}, [])
 
 
@@ -432,7 +433,9 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     header, fields = report_header(f"Dense transfer ({task.name}): is the random-init fine-tuning converged? "
                                    f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT,
                                    code_fingerprint(DENSE_CODE_FILES))
-    examples = list({run.record["method"]: run for run in curve.runs}.values())  # each family's longest run
+    examples = {}
+    for run in curve.runs:  # each family's longest run, its first
+        examples.setdefault(run.record["method"], run)
     markdown = "\n".join([
         *header,
         f"{task.column} (%) on the evaluation scenes of the random-init rows against the fine-tuning budget, "
@@ -444,7 +447,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
         "",
         *protocol_lines(budget),
         "",
-        *commands_lines([], budget.seeds[0], examples),
+        *commands_lines([], budget.seeds[0], list(examples.values())),
     ])
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.md").write_text(markdown)

@@ -49,6 +49,9 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0; detection 10, 20, 40 x 3 + 80 x 1.
     assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (3 * 3 + 1) and not curve.after
     curve_keys = {run.key for run in curve.runs}
+    # Longest first, so that two jobs end together
+    assert [run.record["epochs"] for run in curve.runs if run.key.startswith("segmentation")
+            and run.record["method"] == "ResNet random init"] == [320, 160, 160, 160, 80, 80, 80]
     assert {f"segmentation 320 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
         "segmentation 320 ep BEiT random init seed 0"}
     first = {family: next(r for r in curve.runs if r.key.startswith(f"segmentation 80 ep {name} ")).command
@@ -145,6 +148,7 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 30.5 (n=1) |" in convergence
     assert "(20 epochs) adds -0.5 points, within the seed spread: converged." in convergence
     assert "python run_semantic_segmentation.py --model_preset resnet-micro " in convergence
+    assert "/segmentation-20-ep/" in convergence and "/segmentation-10-ep/" not in convergence  # the longest run's
     saved_curves = json.loads((results / "dense_transfer_segmentation_convergence.json").read_text())
     assert saved_curves["chosen_epochs"] == [
         {"method": "ResNet random init", "protocol": "mIoU (segmentation)", "epochs": 10}]
