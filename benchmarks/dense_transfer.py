@@ -134,9 +134,9 @@ class Task:
 # CNNs' stride-4 stage (16x16 at 64 px) with the default 64 channels, BEiT's x4 pyramid level, which for patch-4
 # tokens is the whole 32x32 scene, 4x the pixels; at 32 channels (a quarter of the 3x3 convolutions' cost) BEiT's
 # head costs per scene about what the CNNs' does: BEiT fine-tuning drops from 0.16 to 0.09 s/step (0.37 to 0.23 busy).
-# The CNNs' learning rate is 1e-2: from random init, ResNet at 80 epochs reached 40.5 +- 0.7 mIoU at 1e-2 against
-# 37.6 +- 0.2 at 3e-3 (160 epochs, seed 0: 44.5 against 40.4), and ConvNeXt at 40 epochs (seed 0) 18.9 against
-# 17.0 +- 0.6; BEiT keeps 3e-3, untried at 1e-2.
+# The CNNs' learning rate is 1e-2: from random init, in probes by hand, ResNet at 80 epochs reached 40.5 +- 0.7 mIoU
+# at 1e-2 against the curve's 37.6 +- 0.2 at 3e-3 (160 epochs, seed 0: 44.5 against 40.4), and ConvNeXt at 40 epochs
+# (seed 0) 18.9 against 17.0 +- 0.6; BEiT keeps 3e-3, untried at 1e-2.
 SEGMENTATION_FLAGS = ("--weight_decay", "0.01", "--warmup_steps", "0.05", "--min_resize_ratio", "0.75",
                       "--max_resize_ratio", "1.5")
 SEGMENTATION_FAMILY_FLAGS = {"resnet": ("--learning_rate", "1e-2", "--head_channels", "64"),
@@ -334,8 +334,9 @@ def protocol_lines(budget: DenseBudget) -> list[str]:
         per_family = "".join(f", {family} `{' '.join(flags)}`" for family, flags in task.family_flags.items()
                              if family in task.scene_sizes)
         lines.append(f"- {task.name.capitalize()} (`{task.script}`, batch {task.batch_size}, scenes: {sizes}): "
-                     f"`{' '.join(task.flags)}`{per_family}; random-init curve at {', '.join(map(str, task.convergence_epochs))} "
-                     f"epochs over the training scenes; metric `{task.metric}`.")
+                     f"`{' '.join(task.flags)}`{per_family}; random-init curve at "
+                     f"{', '.join(map(str, task.convergence_epochs))} epochs over the training scenes; metric "
+                     f"`{task.metric}`.")
     lines.append(f"- Seeds: pretraining seeds {', '.join(map(str, budget.seeds))}; seed s fixes the initial encoder, "
                  "its pretraining and its one fine-tuning run per task (same seed): mean ± sample std over seeds.")
     return lines
