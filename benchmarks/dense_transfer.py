@@ -24,9 +24,16 @@ over them. One task per invocation (`--task`, segmentation by default), each wit
 `benchmarks/results/dense_transfer_<task>.{json,md,png}` and `dense_transfer_<task>_convergence.png`; both tasks
 share the pretraining runs (the cache). Quick mode writes to `benchmarks/results/quick/` (ignored by git) and uses its
 own cache folder. `--cached_only` reports what has finished without starting anything.
+
+Each finished run's record (command, code fingerprint, machine, seconds, score; no checkpoint) is also kept in the
+ledger, `benchmarks/results/dense_transfer_runs/` (committed with the reports), so that a fresh clone reports the
+committed runs and a benchmark longer than one machine's session adds up: a run the ledger holds for the same command
+and code is not run again, unless a run that needs its output files (a pretraining checkpoint) has to run. The
+report's header names the machines the runs were made on.
 """
 
 import argparse
+import collections
 import dataclasses
 import json
 import math
@@ -48,6 +55,7 @@ from benchmarks.fashion_mnist import (  # noqa: E402
     RESULTS_DIR,
     SIMMIM,
     Budget,
+    Ledger,
     Method,
     Plan,
     Row,
@@ -85,6 +93,7 @@ from benchmarks.fashion_mnist_report import (  # noqa: E402
 )
 
 SCRIPT = "benchmarks/dense_transfer.py"
+LEDGER = "dense_transfer_runs"  # the `Ledger` of the finished runs, in the results folder (committed with them)
 DENSE_CODE_FILES = (*CODE_FILES, "run_semantic_segmentation.py", "run_object_detection.py")
 SEGMENTATION, DETECTION = "segmentation", "detection"
 
@@ -304,15 +313,21 @@ def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, 
 
 def budget_sentences(curves, chosen: dict[tuple[str, str], int]) -> list[str]:
     """Per curve, why its budget: the convergence verdict at the chosen budget, or, when the chosen one is the curve's
-    longest, the verdict at the budget before it (what made the choice fall through to the longest)."""
+    longest, the verdict at the budget before it (what made the choice fall through to the longest). In the full
+    report that verdict counts the seeds the fine-tuning phase added at the longest budget, which the choice, made
+    before them, could not: the shorter budget may then be converged, and the runs' budget past it."""
     sentences = []
     for key, epochs in chosen.items():
         curve = curves.get(key, {})
         shorter = [e for e in curve if e < epochs]
         if epochs in curve and epochs == max(curve) and shorter:
             row = convergence_verdicts({key: curve}, {key: max(shorter)})[0]
+            why = "which is not shown converged."
+            if row["converged"]:
+                why = (f"which the curve picked before its other seeds had run; with them, {max(shorter)} epochs are "
+                       f"converged and {epochs} epochs past that.")
             sentences.append(f"{convergence_sentence(row)} The runs use the curve's longest budget, {epochs} epochs, "
-                             "which is not shown converged.")
+                             + why)
         else:
             sentences.append(convergence_sentence(convergence_verdicts({key: curve}, {key: epochs})[0]))
     return sentences
@@ -344,7 +359,7 @@ def protocol_lines(budget: DenseBudget) -> list[str]:
 
 def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curve_records: list[dict],
                  chosen: dict[tuple[str, str], int], pretraining: list[dict], examples: list[Run], missing: list[str],
-                 planned: int, run_seconds: float, args, argv: list[str]) -> None:
+                 planned: int, run_seconds: float, machines: dict[str, int], args, argv: list[str]) -> None:
     columns = [task.column for task in budget.tasks]
     names = [r.name for r in rows]
     summaries = summarize(records)
@@ -355,7 +370,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     (task,) = budget.tasks
     stem = report_stem(task)
     header, fields = report_header(f"Dense transfer: do A2MIM encoders pay off for {task.name}? ({budget.mode} mode)",
-                                   run_seconds, args.jobs, argv, args.note, SCRIPT, code)
+                                   run_seconds, args.jobs, argv, args.note, SCRIPT, code, machines)
     seeds = len(budget.seeds)
     results_dir = args.results_dir
     markdown = "\n".join([
@@ -424,8 +439,8 @@ def plot_curves(budget: DenseBudget, curves, chosen: dict[tuple[str, str], int],
 
 
 def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: list[dict],
-                             chosen: dict[tuple[str, str], int], missing: list[str], run_seconds: float, args,
-                             argv: list[str]) -> None:
+                             chosen: dict[tuple[str, str], int], missing: list[str], run_seconds: float,
+                             machines: dict[str, int], args, argv: list[str]) -> None:
     """`--convergence`: the random-init curves alone (`dense_transfer_<task>_convergence.{md,json,png}`), the
     budget each family's fine-tuning phase would run at."""
     (task,) = budget.tasks
@@ -433,7 +448,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     curves = convergence_curves(curve_records)
     header, fields = report_header(f"Dense transfer ({task.name}): is the random-init fine-tuning converged? "
                                    f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT,
-                                   code_fingerprint(DENSE_CODE_FILES))
+                                   code_fingerprint(DENSE_CODE_FILES), machines)
     examples = {}
     for run in curve.runs:  # each family's longest run, its first
         examples.setdefault(run.record["method"], run)
@@ -459,6 +474,20 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
         "chosen_epochs": [{"method": method, "protocol": column, "epochs": epochs}
                           for (method, column), epochs in chosen.items()],
     })
+
+
+def run_machines(*results: dict[str, dict]) -> dict[str, int]:
+    """`{machine: finished runs}` of `execute`'s results, for the reports' headers (a ledger's runs may come from
+    other machines)."""
+    return dict(collections.Counter(result.get("machine", "an unrecorded machine")
+                                    for found in results for result in found.values()))
+
+
+def with_ledger(plan: Plan, ledger: Ledger) -> Plan:
+    """`plan`, its runs keeping their records in `ledger` too."""
+    for run in plan.runs:
+        run.ledger = ledger
+    return plan
 
 
 def report_stem(task: Task) -> str:
@@ -499,18 +528,20 @@ def main(argv=None):
               for size in sizes}
     run_dir = args.cache_dir / pretraining.mode
     write_initial_encoders(methods, budget.seeds, run_dir)
+    ledger = Ledger(args.results_dir / LEDGER, run_dir)
 
-    curve = plan_curve(rows, budget, scenes, run_dir)
+    curve = with_ledger(plan_curve(rows, budget, scenes, run_dir), ledger)
     curve_results, curve_missing, curve_seconds = execute(curve, args)
     curve_records = evaluation_records(curve.runs, curve_results)
     chosen = chosen_budgets(curve_records, rows, budget)
     if args.convergence:
         report = args.results_dir / f"{report_stem(tasks[0])}_convergence.md"
         if not nothing_finished(curve_missing, curve, report, argv, SCRIPT):
-            write_convergence_report(budget, curve, curve_records, chosen, curve_missing, curve_seconds, args, argv)
+            write_convergence_report(budget, curve, curve_records, chosen, curve_missing, curve_seconds,
+                                     run_machines(curve_results), args, argv)
             print(report.read_text())
         return
-    plan = plan_transfer(rows, budget, chosen, data, scenes, run_dir)
+    plan = with_ledger(plan_transfer(rows, budget, chosen, data, scenes, run_dir), ledger)
     results, missing, _ = execute(plan, args)
     curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs
     both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], {}, [])
@@ -521,9 +552,15 @@ def main(argv=None):
     done = [{**run.record, **results[run.key]} for run in plan.runs if run.key.startswith("pretrain ")
             and run.key in results]
     evaluations = [run for run in plan.runs if not run.key.startswith("pretrain ")]
+    # The report's curves count every random-init run, also the seeds that the fine-tuning phase added at the chosen
+    # budget (a curve point of seed 0 only gets its other seeds there).
+    random_init = {row.name for row in rows if row.epochs is None}
+    every_seed = curve_records + [record for record in evaluation_records(
+        [run for run in evaluations if run.key not in curve_keys], results) if record["method"] in random_init]
     seconds = curve_seconds + sum(result["seconds"] for key, result in results.items() if key not in curve_keys)
-    write_report(budget, rows, evaluation_records(evaluations, results), curve_records, chosen, done, plan.examples,
-                 missing_all, len(both.runs), seconds, args, argv)
+    machines = run_machines(curve_results, {key: result for key, result in results.items() if key not in curve_keys})
+    write_report(budget, rows, evaluation_records(evaluations, results), every_seed, chosen, done, plan.examples,
+                 missing_all, len(both.runs), seconds, machines, args, argv)
     print(report.read_text())
 
 

@@ -329,6 +329,20 @@ def code_fingerprint(files: tuple[str, ...] = CODE_FILES) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Ledger:
+    """Finished runs' records (`benchmark_run.json`, no checkpoints or logs) kept outside the cache, under `root`, at
+    their cache folders' places below `cache`: committed beside the reports, so that a fresh clone (whose cache is
+    empty) reuses the runs of an earlier machine and a benchmark longer than one machine's session adds up."""
+
+    root: Path
+    cache: Path
+
+    def place(self, folder: Path) -> Path:
+        """Where the ledger keeps what the cache keeps in `folder`."""
+        return self.root / folder.relative_to(self.cache)
+
+
 @dataclass
 class Run:
     """One subprocess: its command, its output folder, and the result parsed from that folder when it finishes."""
@@ -340,20 +354,44 @@ class Run:
     invalidates: Path | None = None  # cached runs that used this run's output; removed when this run (re)runs
     record: dict = field(default_factory=dict)  # what the report files the result under (method, seed, epochs)
     code: str = field(default_factory=code_fingerprint)
+    ledger: Ledger | None = None  # where finished records are also kept (and found when the cache lacks them)
 
     def _recorded(self) -> dict | None:
-        """`benchmark_run.json` of the output folder: written when the run starts (`key`, `command`, `code`) and
-        completed with its result and `seconds` when it finishes."""
+        """`benchmark_run.json` of the output folder: written when the run starts (`key`, `command`, `code`,
+        `machine`) and completed with its result and `seconds` when it finishes."""
         path = self.output_dir / "benchmark_run.json"
         return json.loads(path.read_text()) if path.is_file() else None
 
     def _made_here(self, record: dict) -> bool:
         return record["command"] == portable(self.command) and record.get("code") == self.code
 
-    def cached_result(self) -> dict | None:
-        """The result of an earlier run of exactly this command by the same code, if it finished."""
+    def _kept(self) -> Path | None:
+        return None if self.ledger is None else self.ledger.place(self.output_dir) / "benchmark_run.json"
+
+    def finished_here(self) -> dict | None:
+        """The result of an earlier run of exactly this command by the same code, if it finished in this cache (its
+        output files are here); it is then kept in the ledger too."""
         record = self._recorded()
-        return record if record is not None and "seconds" in record and self._made_here(record) else None
+        if record is None or "seconds" not in record or not self._made_here(record):
+            return None
+        if (kept := self._kept()) is not None and (not kept.is_file() or json.loads(kept.read_text()) != record):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(json.dumps(record, indent=2) + "\n")
+        return record
+
+    def cached_result(self) -> dict | None:
+        """`finished_here`, else the ledger's record of exactly this command by the same code (a run finished on
+        another machine: its result, but no output files here)."""
+        if (record := self.finished_here()) is not None:
+            return record
+        kept = self._kept()
+        record = json.loads(kept.read_text()) if kept is not None and kept.is_file() else None
+        return record if record is not None and self._made_here(record) else None
+
+    def forget(self) -> None:
+        """Drop the ledger's record of this run (it is to run again)."""
+        if (kept := self._kept()) is not None:
+            kept.unlink(missing_ok=True)
 
     def execute(self, threads: int) -> dict:
         """Run (or reuse) the command with `threads` CPU threads; raise `RuntimeError` with the log tail on failure.
@@ -366,10 +404,13 @@ class Run:
             return cached
         if self.invalidates is not None:
             shutil.rmtree(self.invalidates, ignore_errors=True)
+            if self.ledger is not None:
+                shutil.rmtree(self.ledger.place(self.invalidates), ignore_errors=True)
         if (recorded := self._recorded()) is not None and not self._made_here(recorded):
             shutil.rmtree(self.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        record = {"key": self.key, "command": portable(self.command), "code": self.code}
+        record = {"key": self.key, "command": portable(self.command), "code": self.code,
+                  "machine": machine_description()}
         (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
         environment = {
             **os.environ,
@@ -394,7 +435,7 @@ class Run:
         record = {**record, "seconds": round(seconds, 1), **self.read_result(self.output_dir)}
         (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[done {seconds:5.0f}s] {self.key}", flush=True)
-        return record
+        return self.finished_here()  # also kept in the ledger
 
 
 def run_all(runs: list[Run], jobs: int, threads: int, after: dict[str, str]) -> list[dict]:
@@ -615,8 +656,16 @@ def convergence_protocols(budget: Budget, families) -> list[Protocol]:
 
 
 def execute(plan: Plan, args) -> tuple[dict[str, dict], list[str], float]:
-    """`({run key: result} of the finished runs, keys of the unfinished runs, run seconds summed)`."""
+    """`({run key: result} of the finished runs, keys of the unfinished runs, run seconds summed)`.
+
+    A run that only the ledger holds left no output files on this machine: when a run that needs them (`plan.after`)
+    has to run, it runs again, and so do the runs that used its earlier output (its `invalidates`)."""
     runs = plan.runs
+    if not args.cached_only:
+        by_key = {run.key: run for run in runs}
+        for key, before in plan.after.items():
+            if by_key[key].cached_result() is None and by_key[before].finished_here() is None:
+                by_key[before].forget()
     results = [run.cached_result() for run in runs] if args.cached_only else run_all(
         runs, args.jobs, args.threads, plan.after)
     missing = [run.key for run, result in zip(runs, results) if result is None]
@@ -661,20 +710,26 @@ def shown_command(argv: list[str], script: str = "benchmarks/fashion_mnist.py") 
 
 
 def report_header(title: str, run_seconds: float, jobs: int, argv: list[str], note: str | None,
-                  script: str = "benchmarks/fashion_mnist.py", code: str | None = None) -> tuple[list, dict]:
+                  script: str = "benchmarks/fashion_mnist.py", code: str | None = None,
+                  machines: dict[str, int] | None = None) -> tuple[list, dict]:
     """`(markdown lines, json fields)` every report starts with: when, where, how long, the command of `script` and
-    the code fingerprint (`code`, default `code_fingerprint()`)."""
+    the code fingerprint (`code`, default `code_fingerprint()`); `machines` (`{machine: finished runs}`) names where
+    the runs ran when that is not only this machine (runs reused from a `Ledger`)."""
     machine, date, command = machine_description(), utc_timestamp(), shown_command(argv, script)
     code = code or code_fingerprint()
+    where = f"Run {date} on {machine}"
+    if machines and set(machines) != {machine}:
+        where = (f"Reported {date} on {machine}, from runs made on " +
+                 "; ".join(f"{name} ({count} runs)" for name, count in machines.items()))
     lines = [
         f"# {title}",
         "",
-        f"Run {date} on {machine}; the runs took {run_seconds / 60:.0f} min summed over runs ({jobs} in "
+        f"{where}; the runs took {run_seconds / 60:.0f} min summed over runs ({jobs} in "
         f"parallel). Command: `{command}` (code fingerprint `{code}`)" + (f"\n\n{note}" if note else ""),
         "",
     ]
     fields = {"date": date, "machine": machine, "command": command, "code_fingerprint": code,
-              "run_seconds_summed": round(run_seconds, 1)}
+              "run_seconds_summed": round(run_seconds, 1), **({"run_machines": machines} if machines else {})}
     return lines, fields
 
 

@@ -196,7 +196,59 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert sorted(p.name for p in results.iterdir()) == sorted([
         *(f"dense_transfer_{task}{end}" for task in ("detection", "segmentation")
           for end in (".json", ".md", ".png", "_convergence.png")),
-        "dense_transfer_segmentation_convergence.json", "dense_transfer_segmentation_convergence.md"])
+        "dense_transfer_segmentation_convergence.json", "dense_transfer_segmentation_convergence.md",
+        "dense_transfer_runs"])
+
+
+def test_the_ledger_adds_up_runs_of_several_machines_and_the_report_counts_every_seed_of_the_curve(
+        fake_fashion_mnist, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
+    import shutil
+
+    import benchmarks.dense_transfer as dense
+
+    budget = _budget()
+    monkeypatch.setitem(dense.BUDGETS_DENSE, "full", budget)
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    flags = ["--cached_only", "--families", "resnet", "--cache_dir", str(cache), "--results_dir", str(results)]
+    dense.main(flags)
+    scenes = {size: dense.export_scenes(cache / "data", 4, 2, size) for size in (64, 96)}
+    rows = dense.table_rows([m for m in dense.DENSE_METHODS if m.family == "resnet"], budget.pretraining)
+    curve = dense.plan_curve(rows, budget, scenes, cache / "full")
+    # 10 epochs: 30, 31, 32 %; seed 0 at 20 epochs beats that beyond the spread, so the curve picks 20 ...
+    _finish(curve.runs, lambda run: {10: 0.30 + 0.01 * run.record["seed"], 20: 0.34}[run.record["epochs"]])
+    dense.main(flags)  # ... and the ledger keeps these runs
+    # A fresh machine: no cache, the committed ledger. The fine-tuning phase adds seeds 1 and 2 at 20 epochs (29 and
+    # 32 %), with which 20 epochs no longer beat 10.
+    shutil.rmtree(cache)
+    dense.main(flags)
+    rows_report = (results / "dense_transfer_segmentation.md").read_text()
+    assert "| ResNet random init | mIoU (segmentation) | 31.0 ± 1.0 | **34.0 (n=1)** |" in rows_report  # the ledger's
+    scenes = {size: dense.export_scenes(cache / "data", 4, 2, size) for size in (64, 96)}
+    data = {"pretrain": cache / "data" / "pretrain_unlabelled_20.parquet"}
+    chosen = {("ResNet random init", "mIoU (segmentation)"): 20}
+    segmentation = dense.dataclasses.replace(budget, tasks=budget.tasks[:1])
+    assert segmentation.tasks[0].name == dense.SEGMENTATION
+    plan = dense.plan_transfer(rows, segmentation, chosen, data, scenes, cache / "full")
+    todo = [run for run in plan.runs if not (results / "dense_transfer_runs" / run.output_dir.relative_to(
+        cache / "full") / "benchmark_run.json").is_file()]
+    assert {run.key for run in todo if "random init" in run.key} == {
+        "segmentation 20 ep ResNet random init seed 1", "segmentation 20 ep ResNet random init seed 2"}
+    _finish(todo, lambda run: {1: 0.29, 2: 0.32}[run.record["seed"]] if "random init" in run.key else 0.35)
+    for run in todo:  # made on a second machine
+        record = json.loads((run.output_dir / "benchmark_run.json").read_text())
+        (run.output_dir / "benchmark_run.json").write_text(json.dumps({**record, "machine": "machine B"}))
+    dense.main(flags)
+    report = (results / "dense_transfer_segmentation.md").read_text()
+    assert "Incomplete" not in report
+    assert "| ResNet random init | mIoU (segmentation) | 31.0 ± 1.0 | **31.7 ± 2.5** |" in report
+    assert ("- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) "
+            "adds +0.7 points, within the seed spread: converged. The runs use the curve's longest budget, 20 epochs, "
+            "which the curve picked before its other seeds had run; with them, 10 epochs are converged and 20 epochs "
+            "past that.") in report
+    assert "from runs made on an unrecorded machine (4 runs); machine B (14 runs)" in report
+    saved = json.loads((results / "dense_transfer_segmentation.json").read_text())
+    assert saved["run_machines"] == {"an unrecorded machine": 4, "machine B": 14}
+    assert len(saved["convergence_runs"]) == 4 + 2 and len(saved["runs"]) == 3 * 3
 
 
 def test_an_empty_cache_never_overwrites_existing_results(fake_fashion_mnist, tmp_path, monkeypatch, capsys):  # noqa: F811

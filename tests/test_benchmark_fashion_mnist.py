@@ -1,8 +1,9 @@
 """The Fashion-MNIST benchmark's pieces that need no training: data export, SimMIM mask adapter, result aggregation."""
 
 import gzip
-import sys
 import json
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -222,6 +223,48 @@ def test_runs_respect_dependencies_and_are_reused_when_the_command_is_unchanged(
     first.command = first.command + ["--changed"]
     run_all([first], jobs=1, threads=1, after={})
     assert log.read_text() == "aba" and not second.output_dir.exists()
+
+
+def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_missing_run_needs(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.fashion_mnist import Ledger, Plan, Run, execute
+
+    log = tmp_path / "log"
+    log.write_text("")
+    ledger = Ledger(tmp_path / "ledger", tmp_path / "cache")
+
+    def run(output_dir, letter):
+        code = (f"import pathlib; open({str(log)!r}, 'a').write({letter!r}); "
+                f"pathlib.Path({str(output_dir)!r}, 'out.txt').write_text({letter!r})")
+        return Run(output_dir.name, [sys.executable, "-c", code], output_dir,
+                   lambda folder: {"text": (folder / "out.txt").read_text()}, ledger=ledger)
+
+    def runs():
+        first = run(tmp_path / "cache" / "first", "a")
+        second = run(tmp_path / "cache" / "first" / "second", "b")
+        first.invalidates = second.output_dir
+        return first, second
+
+    first, second = runs()
+    plan = Plan([first, second], {"second": "first"}, [])
+    finished, missing, _ = execute(plan, SimpleNamespace(cached_only=False, jobs=1, threads=1))
+    assert not missing and log.read_text() == "ab" and finished["second"]["machine"]
+    kept = tmp_path / "ledger" / "first" / "second" / "benchmark_run.json"
+    assert json.loads(kept.read_text()) == finished["second"]  # at its cache folder's place
+
+    shutil.rmtree(tmp_path / "cache")  # a fresh machine: its cache is empty, the ledger is committed
+    for cached_only in (True, False):
+        again, _, _ = execute(Plan(list(runs()), {"second": "first"}, []),
+                              SimpleNamespace(cached_only=cached_only, jobs=1, threads=1))
+        assert again == finished and log.read_text() == "ab"  # reused from the ledger, nothing ran
+
+    # `second` is gone and must run: it needs `first`'s output, which only another machine had, so `first` runs
+    # again (and everything that used its earlier output).
+    kept.unlink()
+    first, second = runs()
+    execute(Plan([first, second], {"second": "first"}, []), SimpleNamespace(cached_only=False, jobs=1, threads=1))
+    assert log.read_text() == "abab" and (tmp_path / "cache" / "first" / "out.txt").is_file() and kept.is_file()
 
 
 def test_runs_made_by_other_code_are_not_reused(tmp_path):
