@@ -28,8 +28,9 @@ own cache folder. `--cached_only` reports what has finished without starting any
 Each finished run's record (command, code fingerprint, machine, seconds, score; no checkpoint) is also kept in the
 ledger, `benchmarks/results/dense_transfer_runs/` (committed with the reports), so that a fresh clone reports the
 committed runs and a benchmark longer than one machine's session adds up: a run the ledger holds for the same command
-and code is not run again, unless a run that needs its output files (a pretraining checkpoint) has to run. The
-report's header names the machines the runs were made on.
+and code is not run again, unless a run that needs its output files (a pretraining checkpoint) has to run: it then
+reproduces the ledger's run, and the runs made from its earlier output stay (say, detection after a segmentation
+run on another machine). The report's header names the machines the runs were made on.
 """
 
 import argparse

@@ -355,6 +355,7 @@ class Run:
     record: dict = field(default_factory=dict)  # what the report files the result under (method, seed, epochs)
     code: str = field(default_factory=code_fingerprint)
     ledger: Ledger | None = None  # where finished records are also kept (and found when the cache lacks them)
+    needs_outputs: bool = False  # reuse only a run finished in this cache: a run to come needs its output files
 
     def _recorded(self) -> dict | None:
         """`benchmark_run.json` of the output folder: written when the run starts (`key`, `command`, `code`,
@@ -388,23 +389,20 @@ class Run:
         record = json.loads(kept.read_text()) if kept is not None and kept.is_file() else None
         return record if record is not None and self._made_here(record) else None
 
-    def forget(self) -> None:
-        """Drop the ledger's record of this run (it is to run again)."""
-        if (kept := self._kept()) is not None:
-            kept.unlink(missing_ok=True)
-
     def execute(self, threads: int) -> dict:
         """Run (or reuse) the command with `threads` CPU threads; raise `RuntimeError` with the log tail on failure.
 
         An output folder left by another command or other code (finished or not) is emptied first: the scripts
-        would otherwise take its finished run for this one's and train nothing."""
-        cached = self.cached_result()
+        would otherwise take its finished run for this one's and train nothing. A run the ledger holds that runs again
+        for its output files (`needs_outputs`) reproduces that run (same command, same code): the ledger keeps the
+        runs that used its earlier output."""
+        cached = self.finished_here() if self.needs_outputs else self.cached_result()
         if cached is not None:
             print(f"[reuse] {self.key}", flush=True)
             return cached
         if self.invalidates is not None:
             shutil.rmtree(self.invalidates, ignore_errors=True)
-            if self.ledger is not None:
+            if self.ledger is not None and self.cached_result() is None:
                 shutil.rmtree(self.ledger.place(self.invalidates), ignore_errors=True)
         if (recorded := self._recorded()) is not None and not self._made_here(recorded):
             shutil.rmtree(self.output_dir)
@@ -659,13 +657,13 @@ def execute(plan: Plan, args) -> tuple[dict[str, dict], list[str], float]:
     """`({run key: result} of the finished runs, keys of the unfinished runs, run seconds summed)`.
 
     A run that only the ledger holds left no output files on this machine: when a run that needs them (`plan.after`)
-    has to run, it runs again, and so do the runs that used its earlier output (its `invalidates`)."""
+    has to run, it runs again (`Run.needs_outputs`)."""
     runs = plan.runs
     if not args.cached_only:
         by_key = {run.key: run for run in runs}
         for key, before in plan.after.items():
-            if by_key[key].cached_result() is None and by_key[before].finished_here() is None:
-                by_key[before].forget()
+            if by_key[key].cached_result() is None:
+                by_key[before].needs_outputs = True
     results = [run.cached_result() for run in runs] if args.cached_only else run_all(
         runs, args.jobs, args.threads, plan.after)
     missing = [run.key for run, result in zip(runs, results) if result is None]

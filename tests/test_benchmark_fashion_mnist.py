@@ -233,6 +233,7 @@ def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_miss
     log = tmp_path / "log"
     log.write_text("")
     ledger = Ledger(tmp_path / "ledger", tmp_path / "cache")
+    after = {"second": "first", "third": "first"}
 
     def run(output_dir, letter):
         code = (f"import pathlib; open({str(log)!r}, 'a').write({letter!r}); "
@@ -240,31 +241,36 @@ def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_miss
         return Run(output_dir.name, [sys.executable, "-c", code], output_dir,
                    lambda folder: {"text": (folder / "out.txt").read_text()}, ledger=ledger)
 
-    def runs():
-        first = run(tmp_path / "cache" / "first", "a")
-        second = run(tmp_path / "cache" / "first" / "second", "b")
-        first.invalidates = second.output_dir
-        return first, second
+    def plan():
+        first = run(tmp_path / "cache" / "pretrain" / "first", "a")
+        dependents = [run(tmp_path / "cache" / "evaluate" / name, letter) for name, letter in (("second", "b"),
+                                                                                             ("third", "c"))]
+        first.invalidates = tmp_path / "cache" / "evaluate"  # as a pretraining run's evaluations
+        return Plan([first, *dependents], after, [])
 
-    first, second = runs()
-    plan = Plan([first, second], {"second": "first"}, [])
-    finished, missing, _ = execute(plan, SimpleNamespace(cached_only=False, jobs=1, threads=1))
-    assert not missing and log.read_text() == "ab" and finished["second"]["machine"]
-    kept = tmp_path / "ledger" / "first" / "second" / "benchmark_run.json"
+    def execute_plan(cached_only=False):
+        return execute(plan(), SimpleNamespace(cached_only=cached_only, jobs=1, threads=1))
+
+    finished, missing, _ = execute_plan()
+    assert not missing and log.read_text() == "abc" and finished["second"]["machine"]
+    kept = tmp_path / "ledger" / "evaluate" / "second" / "benchmark_run.json"
     assert json.loads(kept.read_text()) == finished["second"]  # at its cache folder's place
 
     shutil.rmtree(tmp_path / "cache")  # a fresh machine: its cache is empty, the ledger is committed
     for cached_only in (True, False):
-        again, _, _ = execute(Plan(list(runs()), {"second": "first"}, []),
-                              SimpleNamespace(cached_only=cached_only, jobs=1, threads=1))
-        assert again == finished and log.read_text() == "ab"  # reused from the ledger, nothing ran
+        assert execute_plan(cached_only)[0] == finished and log.read_text() == "abc"  # from the ledger, nothing ran
 
     # `second` is gone and must run: it needs `first`'s output, which only another machine had, so `first` runs
-    # again (and everything that used its earlier output).
+    # again. That reproduces the ledger's run (same command, same code): `third`, made from it, stays.
     kept.unlink()
-    first, second = runs()
-    execute(Plan([first, second], {"second": "first"}, []), SimpleNamespace(cached_only=False, jobs=1, threads=1))
-    assert log.read_text() == "abab" and (tmp_path / "cache" / "first" / "out.txt").is_file() and kept.is_file()
+    again, missing, _ = execute_plan()
+    assert log.read_text() == "abcab" and not missing and again["third"] == finished["third"] and kept.is_file()
+
+    # A changed command of `first` is another run: what used the earlier one goes, from the cache and the ledger.
+    changed = plan()
+    changed.runs[0].command.append("--changed")
+    execute(changed, SimpleNamespace(cached_only=False, jobs=1, threads=1))
+    assert log.read_text() == "abcababc"
 
 
 def test_runs_made_by_other_code_are_not_reused(tmp_path):
