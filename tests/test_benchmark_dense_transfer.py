@@ -113,16 +113,25 @@ def _finish(runs, metric_of):
             {"key": run.key, "command": portable(run.command), "code": run.code, "seconds": 1.0, **result}))
 
 
-def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_seeds(
-        fake_fashion_mnist, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
+def _resnet_cached_only(tmp_path, monkeypatch):
+    """The `_budget` benchmark of the ResNet family with `--cached_only` into `tmp_path`, reported once (nothing has
+    finished): `(budget, cache, results, flags)`."""
     import benchmarks.dense_transfer as dense
-    from benchmarks.fashion_mnist import REPO
 
     budget = _budget()
     monkeypatch.setitem(dense.BUDGETS_DENSE, "full", budget)
     cache, results = tmp_path / "cache", tmp_path / "results"
     flags = ["--cached_only", "--families", "resnet", "--cache_dir", str(cache), "--results_dir", str(results)]
-    dense.main(flags)  # nothing finished, no report yet: an empty report listing every run
+    dense.main(flags)
+    return budget, cache, results, flags
+
+
+def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_seeds(
+        fake_fashion_mnist, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
+    import benchmarks.dense_transfer as dense
+    from benchmarks.fashion_mnist import REPO
+
+    budget, cache, results, flags = _resnet_cached_only(tmp_path, monkeypatch)  # no report yet: an empty one
     report = (results / "dense_transfer_segmentation.md").read_text()
     # The segmentation curve (3 seeds at 10 epochs, seed 0 at 20), the pretraining (2 rows x 3 seeds), their
     # fine-tuning (2 x 3) and, as no curve run has finished, the longest budget's random init at seeds 1 and 2
@@ -206,11 +215,7 @@ def test_the_ledger_adds_up_runs_of_several_machines_and_the_report_counts_every
 
     import benchmarks.dense_transfer as dense
 
-    budget = _budget()
-    monkeypatch.setitem(dense.BUDGETS_DENSE, "full", budget)
-    cache, results = tmp_path / "cache", tmp_path / "results"
-    flags = ["--cached_only", "--families", "resnet", "--cache_dir", str(cache), "--results_dir", str(results)]
-    dense.main(flags)
+    budget, cache, results, flags = _resnet_cached_only(tmp_path, monkeypatch)
     scenes = {size: dense.export_scenes(cache / "data", 4, 2, size) for size in (64, 96)}
     rows = dense.table_rows([m for m in dense.DENSE_METHODS if m.family == "resnet"], budget.pretraining)
     curve = dense.plan_curve(rows, budget, scenes, cache / "full")
