@@ -21,7 +21,7 @@ budget on the curve that no longer budget beats beyond the seed spread (`converg
 classification benchmark), else the curve's longest. Every method of the family is then fine-tuned at that budget,
 once per pretraining seed with the same seed, so mIoU / mAP are mean ± std over pretraining seeds and every verdict is
 over them. One task per invocation (`--task`, segmentation by default), each with its own report:
-`benchmarks/results/dense_transfer_<task>.{json,md,png}` and `dense_transfer_<task>_convergence.png`; both tasks
+`benchmarks/results/dense_transfer_<task>.{json,md,png}` and `dense_transfer_<task>_curves.png`; both tasks
 share the pretraining runs (the cache). Quick mode writes to `benchmarks/results/quick/` (ignored by git) and uses its
 own cache folder. `--cached_only` reports what has finished without starting anything.
 
@@ -384,7 +384,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
         *verdict_lines(comparisons),
         "## Fine-tuning budget: the random-init curves",
         "",
-        *curve_lines(task, curves, chosen, seeds),
+        *curve_lines(task, curves, chosen, seeds, f"{stem}_curves.png"),
         "## Protocol",
         "",
         *protocol_lines(budget),
@@ -395,7 +395,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     (results_dir / f"{stem}.md").write_text(markdown)
     plot(summaries, names, columns, results_dir / f"{stem}.png",
          f"Dense transfer ({task.name}), {budget.mode} mode, {seeds} pretraining seed(s)", metric=task.column)
-    plot_curves(budget, curves, chosen, results_dir)
+    plot_curves(budget, curves, chosen, results_dir / f"{stem}_curves.png")
     write_json(results_dir / f"{stem}.json", {
         **fields,
         "budget": asdict(budget),
@@ -412,8 +412,8 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     })
 
 
-def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: int) -> list[str]:
-    """The reports' section on the random-init curves: the rule, the table, why each budget, the plot."""
+def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: int, picture: str) -> list[str]:
+    """The reports' section on the random-init curves: the rule, the table, why each budget, the plot (`picture`)."""
     single = [f"{epochs} epochs: seed {', '.join(map(str, chosen_seeds))} only" for epochs, chosen_seeds in
               task.convergence_seeds.items() if len(chosen_seeds) < seeds]
     return [
@@ -426,15 +426,16 @@ def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: i
         "",
         *budget_sentences(curves, chosen),
         "",
-        f"![curves]({report_stem(task)}_convergence.png)",
+        f"![curves]({picture})",
         "",
     ]
 
 
-def plot_curves(budget: DenseBudget, curves, chosen: dict[tuple[str, str], int], results_dir: Path) -> None:
-    """The random-init curves' picture, `dense_transfer_<task>_convergence.png`, which both reports link to."""
+def plot_curves(budget: DenseBudget, curves, chosen: dict[tuple[str, str], int], path: Path) -> None:
+    """The random-init curves' picture: each report has its own (`dense_transfer_<task>_curves.png`, with the seeds
+    of the fine-tuning phase; `dense_transfer_<task>_convergence.png`, the curve runs alone)."""
     (task,) = budget.tasks
-    plot_convergence(curves, chosen, results_dir / f"{report_stem(task)}_convergence.png",
+    plot_convergence(curves, chosen, path,
                      f"Dense transfer ({task.name}), {budget.mode} mode: random-init fine-tuning vs epochs",
                      task.column)
 
@@ -459,7 +460,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
         f"{seeds_phrase(len(budget.seeds))}.",
         "",
         *missing_lines(missing, len(curve.runs)),
-        *curve_lines(task, curves, chosen, len(budget.seeds)),
+        *curve_lines(task, curves, chosen, len(budget.seeds), f"{stem}.png"),
         "## Protocol",
         "",
         *protocol_lines(budget),
@@ -468,7 +469,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     ])
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.md").write_text(markdown)
-    plot_curves(budget, curves, chosen, args.results_dir)
+    plot_curves(budget, curves, chosen, args.results_dir / f"{stem}.png")
     write_json(args.results_dir / f"{stem}.json", {
         **fields, "budget": asdict(budget), "missing_runs": missing, "runs": curve_records,
         "convergence_verdicts": convergence_verdicts(curves, chosen),

@@ -158,6 +158,7 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert "(20 epochs) adds -0.5 points, within the seed spread: converged." in convergence
     assert "python run_semantic_segmentation.py --model_preset resnet-micro " in convergence
     assert "/segmentation-20-ep/" in convergence and "/segmentation-10-ep/" not in convergence  # the longest run's
+    assert "![curves](dense_transfer_segmentation_convergence.png)" in convergence  # its own picture
     saved_curves = json.loads((results / "dense_transfer_segmentation_convergence.json").read_text())
     assert saved_curves["chosen_epochs"] == [
         {"method": "ResNet random init", "protocol": "mIoU (segmentation)", "epochs": 10}]
@@ -182,6 +183,7 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
            "adds -0.5 points, within the seed spread: converged." in report
     assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
     assert "run_object_detection.py" not in report
+    assert "![curves](dense_transfer_segmentation_curves.png)" in report  # with the fine-tuning phase's seeds
     saved = json.loads((results / "dense_transfer_segmentation.json").read_text())
     assert saved["command"] == "python benchmarks/dense_transfer.py --families resnet --cache_dir " + str(cache) + \
         " --results_dir " + str(results)
@@ -204,8 +206,9 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert str(REPO) not in everything and sys.executable not in everything  # repository-relative, `python`
     assert sorted(p.name for p in results.iterdir()) == sorted([
         *(f"dense_transfer_{task}{end}" for task in ("detection", "segmentation")
-          for end in (".json", ".md", ".png", "_convergence.png")),
+          for end in (".json", ".md", ".png", "_curves.png")),
         "dense_transfer_segmentation_convergence.json", "dense_transfer_segmentation_convergence.md",
+        "dense_transfer_segmentation_convergence.png",
         "dense_transfer_runs"])
 
 
