@@ -166,8 +166,8 @@ TASKS = (
          SEGMENTATION_FAMILY_FLAGS, convergence_seeds={320: (0,)}),
     # The CNNs' stride-32 map is 3x3 at 96 px (2x2 at 64 px).
     Task(DETECTION, "run_object_detection.py", "eval_map", "mAP (detection)",
-         {"resnet": 96, "convnext": 96, "beit": 32}, 16, (10, 20, 40, 80), DETECTION_FLAGS,
-         convergence_seeds={80: (0,)}),
+         {"resnet": 96, "convnext": 96, "beit": 32}, 16, (10, 20, 40, 80, 320, 1280), DETECTION_FLAGS,
+         convergence_seeds={1280: (0,)}),
 )
 
 
