@@ -46,9 +46,8 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
-    # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0; detection 10, 20, 40, 80, 320 x 3
-    # + 1280 x 1.
-    assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (5 * 3 + 1) and not curve.after
+    # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0; detection 20 and 40 x 3 + 80 x 1.
+    assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (2 * 3 + 1) and not curve.after
     curve_keys = {run.key for run in curve.runs}
     # Longest first, so that two jobs end together
     assert [run.record["epochs"] for run in curve.runs if run.key.startswith("segmentation")
@@ -89,7 +88,7 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     assert _flag(random_init.command, "--model_preset") == "vit-micro" and random_init.key not in plan.after
     assert "--model_name_or_path" not in random_init.command and random_init.command[1] == "run_object_detection.py"
     assert [_flag(random_init.command, f) for f in ("--image_square_size", "--detector", "--max_steps")] == [
-        "32", "conditional_detr", "500"]
+        "32", "rt_detr", "500"]
     assert random_init.key in {run.key for run in curve.runs}  # the curve's run at the chosen budget, reused
     position = {run.key: index for index, run in enumerate(plan.runs)}
     assert max(position[r.key] for r in plan.runs if "ResNet" in r.key) < min(

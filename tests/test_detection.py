@@ -1,6 +1,7 @@
 """Object detection on A2MIM encoders: the detector's backbone weights and trainable set, the COCO metric on a
 hand-checked case, one training step, the stock checkpoint without this package, resume and bad annotations."""
 
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from modeling_a2mim.transfer import TransferSource, normalizing_image_processor
 from .helpers import tiny_convnext_config, tiny_resnet_config, tiny_vit_config
 
 TINY = DetectorSize(num_queries=5, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)
+SIZES = {"rt_detr": dataclasses.replace(TINY, num_denoising=4), "conditional_detr": TINY}
 LABELS = ["a", "b", "c"]
 FAMILIES = {
     "resnet": (tiny_resnet_config, 64),
@@ -90,12 +92,20 @@ def test_coco_metrics_on_a_hand_checked_case():
     assert metrics["mar_100"] == pytest.approx((0.5 + 1) / 2)
 
 
+@pytest.mark.parametrize("detector", SIZES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_the_detector_backbone_holds_the_encoder_and_every_stage_trains(family):
+def test_the_detector_backbone_holds_the_encoder_and_every_stage_trains(family, detector):
     source = _source(family)
-    model, processor, new = build_detector(source, "conditional_detr", LABELS, TINY, FAMILIES[family][1])
-    assert new == []  # single-scale: ResNet / ConvNeXt stage 4 (its norm is the encoder's), BEiT's last block
+    model, processor, new = build_detector(source, detector, LABELS, SIZES[detector], FAMILIES[family][1])
     backbone = detector_backbone(model)
+    if detector == "conditional_detr":  # single-scale: ResNet / ConvNeXt stage 4 (its norm is the encoder's), BEiT's
+        assert new == [] and backbone.out_features == [backbone.stage_names[-1]]  # last block
+    else:  # RT-DETR: strides 8, 16, 32 of the CNNs (the new norms of ConvNeXt's stages 2-3), BEiT's pyramid neck
+        assert backbone.out_features == (["stage1", "stage2", "stage3", "stage4"] if family == "beit" else
+                                         ["stage2", "stage3", "stage4"])
+        assert {".".join(key.split(".")[:2]) for key in new} == {
+            "resnet": set(), "convnext": {"hidden_states_norms.stage2", "hidden_states_norms.stage3"},
+            "beit": {"fpn.fpn1", "fpn.fpn2"}}[family]  # BEiT's x1 level is the identity, its x0.5 a max pool
     state = backbone.state_dict()
     for key, tensor in source.encoder.state_dict().items():
         if key.endswith("num_batches_tracked") or key.startswith("pooler."):
@@ -104,10 +114,14 @@ def test_the_detector_backbone_holds_the_encoder_and_every_stage_trains(family):
         if family == "convnext" and key.startswith("layernorm."):
             name = "hidden_states_norms.stage4." + key.removeprefix("layernorm.")
         assert torch.equal(state[name], tensor), name
-    if family == "resnet":  # the DETR family's own freeze leaves nothing of a ResNet trainable ...
-        assert not any(parameter.requires_grad for parameter in backbone.parameters())
+    if family == "resnet" and detector == "conditional_detr":  # the DETR family's own freeze leaves nothing of a
+        assert not any(parameter.requires_grad for parameter in backbone.parameters())  # ResNet trainable ...
     protocol = apply_backbone_freezing(model, -1)  # ... the protocol trains every stage
     assert "every stage trains" in protocol
+    norms = {("resnet", "rt_detr"): "BatchNorm trains (statistics of each process's batch)",
+             ("resnet", "conditional_detr"): "BatchNorm frozen with the encoder's statistics",
+             ("beit", "rt_detr"): "BatchNorm trains (statistics of each process's batch), LayerNorm trains"}
+    assert norms.get((family, detector), "); LayerNorm trains") in protocol
     assert all(parameter.requires_grad for parameter in backbone.parameters())
     model(**_batch(processor, FAMILIES[family][1])).loss.backward()
     without_gradient = [name for name, parameter in backbone.named_parameters()
@@ -118,12 +132,14 @@ def test_the_detector_backbone_holds_the_encoder_and_every_stage_trains(family):
         assert parameter.requires_grad == (backbone_stage(backbone.config.model_type, name) not in (0, 1)), name
 
 
-def test_a_beit_backbone_detects_at_a_size_other_than_its_pretraining_resolution(caplog):
+@pytest.mark.parametrize("detector", SIZES)
+def test_a_beit_backbone_detects_at_a_size_other_than_its_pretraining_resolution(detector, caplog):
     with caplog.at_level("WARNING"):
-        model, processor, _ = build_detector(_source("beit"), "conditional_detr", LABELS, TINY, 48)
+        model, processor, _ = build_detector(_source("beit"), detector, LABELS, SIZES[detector], 48)
     assert "pretrained at 32 px; at 48 px images (--image_square_size) its position embeddings" in caplog.text
     assert model.config.backbone_config.image_size == 32  # the tables keep their shape, interpolated per forward
     apply_backbone_freezing(model, -1)
+    model.eval()  # RT-DETR adds its denoising queries to the outputs in training
     batch = _batch(processor, 48)
     assert batch["pixel_values"].shape[-2:] == (48, 48)
     outputs = model(**batch)
@@ -133,10 +149,11 @@ def test_a_beit_backbone_detects_at_a_size_other_than_its_pretraining_resolution
     assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
 
 
-def test_one_training_step_lowers_the_loss_on_a_batch():
-    model, processor, _ = build_detector(_source("resnet"), "conditional_detr", LABELS, TINY, 64)
+@pytest.mark.parametrize("detector", SIZES)
+def test_one_training_step_lowers_the_loss_on_a_batch(detector):
+    model, processor, _ = build_detector(_source("resnet"), detector, LABELS, SIZES[detector], 64)
     apply_backbone_freezing(model, -1)
-    model.eval()  # no dropout: the two losses are of the same function
+    model.eval()  # no dropout, no denoising queries, BatchNorm statistics fixed: the two losses are of one function
     batch = _batch(processor, 64)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     loss = model(**batch).loss
@@ -155,30 +172,33 @@ def test_augmentation_moves_boxes_with_the_image():
         assert target["annotations"][0]["bbox"] in ([2.0, 4.0, 10.0, 6.0], [28.0, 4.0, 10.0, 6.0])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The script's CPU default at a tiny size, 4 steps from a saved A2MIM ResNet, saving at steps 2 and 4."""
+@pytest.fixture(scope="module", params=list(SIZES))
+def trained(request, tmp_path_factory):
+    """The script's CPU default at a tiny size with each detector, 4 steps from a saved A2MIM ResNet, saving at steps 2
+    and 4. Yields `(root, output folder, detector flags)`."""
     root = tmp_path_factory.mktemp("detection")
     A2MIMForMaskedImageModeling(tiny_resnet_config()).save_pretrained(root / "a2mim")
     output = root / "out"
+    flags = ["--detector", request.param, *(["--num_denoising", "4"] if request.param == "rt_detr" else [])]
     run_script("--model_name_or_path", str(root / "a2mim"), "--output_dir", str(output), "--do_train", "--do_eval",
-               "--max_steps", "4", "--save_steps", "2", *SCRIPT_ARGS)
-    return root, output
+               "--max_steps", "4", "--save_steps", "2", *flags, *SCRIPT_ARGS)
+    return root, output, flags
 
 
 def test_the_script_writes_a_stock_detector_with_card_picture_and_metrics(trained):
-    _, output = trained
+    _, output, flags = trained
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "detections.png",
                  "checkpoint-2/detections.png", "checkpoint-4/detections.png"):
         assert (output / name).is_file(), name
     results = json.loads((output / "eval_results.json").read_text())
     assert {"eval_map", "eval_map_50", "eval_map_75", "eval_map_small", "eval_mar_100"} <= set(results)
     card = (output / "README.md").read_text()
-    assert "every stage trains" in card and "requires_grad_(True)" in card and "eval_map" in card
+    assert "every stage trains" in card and "eval_map" in card
+    assert ("requires_grad_(True)" in card) == ("conditional_detr" in flags)  # the README's call for the DETR family
 
 
 def test_the_saved_detector_loads_and_trains_without_this_package(trained, tmp_path):
-    _, output = trained
+    _, output, flags = trained
     code = textwrap.dedent(f"""
         import sys
         sys.modules["modeling_a2mim"] = None  # importing it fails: plain transformers only
@@ -207,23 +227,29 @@ def test_the_saved_detector_loads_and_trains_without_this_package(trained, tmp_p
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     name, total, trainable_on_load, with_gradient, frozen_by_init, after_call, keys = result.stdout.split(maxsplit=6)
-    assert name == "ConditionalDetrForObjectDetection" and int(total) > 0
+    assert name == ("ConditionalDetrForObjectDetection" if "conditional_detr" in flags else
+                    "RTDetrForObjectDetection") and int(total) > 0
     # transformers 5.24: from_pretrained's loaded weights replace the parameters __init__ froze, so every backbone
     # parameter of a saved detector trains (the protocol's -1) and gets a gradient ...
     assert trainable_on_load == with_gradient == total
-    # ... but a detector built from its config has its ResNet frozen whole until the README's call
-    assert frozen_by_init == "0" and after_call == total
+    # ... but a Conditional DETR built from its config has its ResNet frozen whole until the README's call (RT-DETR
+    # freezes nothing)
+    assert frozen_by_init == ("0" if "conditional_detr" in flags else total) and after_call == total
     assert keys.strip() == "['box', 'label', 'score']"
 
 
 def test_a_finished_run_resumes_from_its_last_checkpoint(trained, caplog):
-    root, output = trained
+    root, output, flags = trained
     with caplog.at_level("WARNING"):
         run_script("--model_name_or_path", str(root / "a2mim"), "--output_dir", str(output), "--do_train",
-                   "--max_steps", "6", "--save_steps", "2", *SCRIPT_ARGS)
+                   "--max_steps", "6", "--save_steps", "2", *flags, *SCRIPT_ARGS)
     assert f"Resuming from {output / 'checkpoint-4'}" in caplog.text
-    assert "Detector: ConditionalDetrForObjectDetection from the encoder of the A2MIM checkpoint" in caplog.text
-    assert "every stage trains (12 of 12 backbone parameter tensors train)" in caplog.text
+    if "conditional_detr" in flags:  # the tiny ResNet's 12 convolutions; its BatchNorms are frozen buffers
+        assert "Detector: ConditionalDetrForObjectDetection from the encoder of the A2MIM checkpoint" in caplog.text
+        assert "every stage trains (12 of 12 backbone parameter tensors train); BatchNorm frozen" in caplog.text
+    else:  # the convolutions and the weight and bias of their 12 BatchNorms
+        assert "Detector: RTDetrForObjectDetection from the encoder of the A2MIM checkpoint" in caplog.text
+        assert "every stage trains (36 of 36 backbone parameter tensors train); BatchNorm trains" in caplog.text
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 6
 
@@ -262,7 +288,7 @@ def test_bad_annotations_stop_with_one_line_naming_the_example(case, message, tm
 
 
 def test_a_category_beyond_the_saved_detectors_labels_names_the_example(trained, tmp_path):
-    _, output = trained
+    _, output, _ = trained
     path = _write_bad_data(tmp_path, "category beyond")
     with mock.patch.object(sys, "argv", ["run_object_detection.py", "--model_name_or_path", str(output),
                                          "--validation_files", str(path), "--output_dir", str(tmp_path / "out"),
