@@ -333,3 +333,13 @@ def test_an_image_folder_with_metadata_jsonl_is_read_with_its_objects(tmp_path):
     train = load_detection_dataset(DetectionDataArguments(train_dir=str(tmp_path)), seed=0)["train"]
     assert sorted(example["objects"]["category"][0] for example in train) == [0, 2]
     assert category_names(train) == ["0", "1", "2"]  # integer categories without names: ids up to the largest
+
+
+def test_denoising_queries_are_refused_for_a_detector_without_them():
+    from modeling_a2mim.detection.models import detector_config, single_scale_backbone_config
+
+    backbone_config = single_scale_backbone_config(_source("resnet").encoder.config)
+    refusal = r"^--num_denoising is RT-DETR's \(--detector rt_detr\), not detr's; drop it\.$"
+    with pytest.raises(ValueError, match=refusal):
+        detector_config("detr", backbone_config, LABELS, SIZES["rt_detr"])
+    assert detector_config("rt_detr", backbone_config, LABELS, SIZES["rt_detr"]).num_denoising == 4
