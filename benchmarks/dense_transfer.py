@@ -26,11 +26,14 @@ share the pretraining runs (the cache). Quick mode writes to `benchmarks/results
 own cache folder. `--cached_only` reports what has finished without starting anything.
 
 Each finished run's record (command, code fingerprint, machine, seconds, score; no checkpoint) is also kept in the
-ledger, `benchmarks/results/dense_transfer_runs/` (committed with the reports), so that a fresh clone reports the
-committed runs and a benchmark longer than one machine's session adds up: a run the ledger holds for the same command
-and code is not run again, unless a run that needs its output files (a pretraining checkpoint) has to run: it then
-reproduces the ledger's run, and the runs made from its earlier output stay (say, detection after a segmentation
-run on another machine). The report's header names the machines the runs were made on.
+ledger, `benchmarks/results/dense_transfer_runs/` (committed with the reports), one file per run and code, so that a
+fresh clone reports the committed runs and a benchmark longer than one machine's session adds up: a run the ledger
+holds for the same command and code is not run again. A run's code is what its script imports (`code_fingerprint`),
+with the torch and transformers versions, and, for a fine-tuning run from a checkpoint, the command and code of the
+pretraining run that made it: a detection edit keeps the segmentation runs, and a new pretraining starts new
+fine-tuning runs while the ledger keeps the earlier ones' records (the provenance of earlier reports). A run that only
+the ledger holds runs again when a pending run needs its output files (a pretraining checkpoint), reproducing the
+ledger's run. The report's header names the machines the runs were made on.
 """
 
 import argparse
@@ -50,7 +53,6 @@ from benchmarks.fashion_mnist import (  # noqa: E402
     A2MIM,
     BUDGETS,
     CNN_SIMMIM_STYLE,
-    CODE_FILES,
     METHODS,
     RANDOM_INIT,
     RESULTS_DIR,
@@ -95,7 +97,6 @@ from benchmarks.fashion_mnist_report import (  # noqa: E402
 
 SCRIPT = "benchmarks/dense_transfer.py"
 LEDGER = "dense_transfer_runs"  # the `Ledger` of the finished runs, in the results folder (committed with them)
-DENSE_CODE_FILES = (*CODE_FILES, "run_semantic_segmentation.py", "run_object_detection.py")
 SEGMENTATION, DETECTION = "segmentation", "detection"
 
 # The BEiT-style family: the `vit-micro` preset (BEiT encoder, 32 px, patch 4). Its SimMIM-style row is the CNNs'
@@ -225,8 +226,7 @@ def export_scenes(cache_dir: Path, train_scenes: int, eval_scenes: int, size: in
 def dense_run(task: Task, row: Row, seed: int, epochs: int, budget: DenseBudget, scenes: dict[int, Path],
               checkpoint: Path | None, run_dir: Path) -> Run:
     """Fine-tune `checkpoint` (None: the family's preset from random init) on `task` for `epochs` over the training
-    scenes, with `seed`; the result maps the task's column to its metric. The folder lies under the row's
-    evaluations, which a new pretraining of the row removes."""
+    scenes, with `seed`; the result maps the task's column to its metric."""
     family = row.method.family
     size = task.scene_sizes[family]
     output_dir = evaluation_dir(row, seed, run_dir) / slug(f"{task.name} {epochs} ep")
@@ -254,7 +254,7 @@ def dense_run(task: Task, row: Row, seed: int, epochs: int, budget: DenseBudget,
         return {"accuracies": {task.column: metrics[task.metric]}}
 
     return Run(f"{task.name} {epochs} ep {row.name} seed {seed}", command, output_dir, read_result,
-               record={"method": row.name, "seed": seed, "epochs": epochs}, code=code_fingerprint(DENSE_CODE_FILES))
+               record={"method": row.name, "seed": seed, "epochs": epochs})
 
 
 def random_init_row(rows: list[Row], family: str) -> Row | None:
@@ -310,6 +310,7 @@ def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, 
                     runs.append(run)
                     examples.setdefault((task.name, before is None), run)
                     if before is not None:
+                        run.source = before
                         after[run.key] = before.key
     return Plan(runs, after, list(examples.values()))
 
@@ -369,8 +370,8 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     comparisons = compare(records, comparison_pairs(rows), columns)
     curves = convergence_curves(curve_records)
     verdicts = convergence_verdicts(curves, chosen)
-    code = code_fingerprint(DENSE_CODE_FILES)
     (task,) = budget.tasks
+    code = code_fingerprint(("run_pretraining.py", task.script))
     stem = report_stem(task)
     header, fields = report_header(f"Dense transfer: do A2MIM encoders pay off for {task.name}? ({budget.mode} mode)",
                                    run_seconds, args.jobs, argv, args.note, SCRIPT, code, machines)
@@ -452,7 +453,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     curves = convergence_curves(curve_records)
     header, fields = report_header(f"Dense transfer ({task.name}): is the random-init fine-tuning converged? "
                                    f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT,
-                                   code_fingerprint(DENSE_CODE_FILES), machines)
+                                   code_fingerprint(("run_pretraining.py", task.script)), machines)
     examples = {}
     for run in curve.runs:  # each family's longest run, its first
         examples.setdefault(run.record["method"], run)

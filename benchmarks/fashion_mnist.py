@@ -27,13 +27,16 @@ seed, so its verdicts say "too few seeds"): it checks the pipeline, it does not 
 
 Fashion-MNIST comes from the Debian package `dataset-fashion-mnist` (or `FASHION_MNIST_DIR`); the data, the
 checkpoints and the logs of every run go to `benchmarks/cache/` (ignored by git); finished runs with the same command
-line and the same code (`code_fingerprint`) are reused, so an interrupted benchmark resumes where it stopped, and the
+line and the same code (`Run.identity`: the files its script imports, `code_fingerprint`, the torch and transformers
+versions, and for an evaluation the pretraining run it starts from) are reused, so an interrupted benchmark resumes
+where it stopped, and the
 convergence curve's run at the benchmark's budget is the benchmark's random-init run (`--cached_only` reports what has
 finished without starting anything). Runs start in priority order (`priority`): an interrupted run has the main rows'
 comparisons first, then the ablations, then the longer pretraining budget.
 """
 
 import argparse
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -309,23 +312,51 @@ def budget_pairs(rows: list[Row]) -> list[tuple[float, str, str]]:
             if A2MIM in names and SIMMIM in names]
 
 
-CODE_FILES = ("modeling_a2mim", "run_pretraining.py", "run_finetuning.py", "run_linear_probe.py",
-              "benchmarks/simmim_pretraining.py")
+# The scripts the runs call; the code of a run is its script and the repository modules that script imports.
+CODE_SCRIPTS = ("run_pretraining.py", "run_finetuning.py", "run_linear_probe.py", "benchmarks/simmim_pretraining.py")
 
 
 @functools.cache
-def code_fingerprint(files: tuple[str, ...] = CODE_FILES) -> str:
-    """A hash of the code the runs execute (`files`, by default `CODE_FILES`) and of the torch and transformers
-    versions: a cached run is reused only when it was made by the same code, so that a table never mixes runs of
-    different versions."""
+def script_files(script: str) -> tuple[str, ...]:
+    """The repository files that `script` (repository-relative) executes: itself and every repository module it imports,
+    transitively, also inside functions, with the `__init__.py` of each package on the way; `()` for what is not a
+    repository file (`python -c ...`)."""
+    found, todo = set(), [REPO / script]
+    while todo:
+        path = todo.pop()
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                todo += [file for alias in node.names for file in module_files(REPO, alias.name)]
+            elif isinstance(node, ast.ImportFrom):
+                base = REPO if not node.level else path.parents[node.level - 1]
+                module = node.module or ""
+                todo += module_files(base, module)
+                todo += [file for alias in node.names for file in module_files(base, f"{module}.{alias.name}")]
+    return tuple(sorted(str(path.relative_to(REPO)) for path in found))
+
+
+def module_files(base: Path, module: str) -> list[Path]:
+    """The files that importing `module` (dotted, relative to the folder `base`) executes below `base`: each package's
+    `__init__.py` on the way and the module itself; the files need not exist (the caller skips missing ones)."""
+    parts = [part for part in module.split(".") if part]
+    folders = [base.joinpath(*parts[:n]) for n in range(1, len(parts) + 1)]
+    return [folder / "__init__.py" for folder in folders] + ([folders[-1].with_suffix(".py")] if parts else [])
+
+
+@functools.cache
+def code_fingerprint(scripts: tuple[str, ...] = CODE_SCRIPTS) -> str:
+    """A hash of the code that `scripts` execute (`script_files`) and of the torch and transformers versions: a cached
+    run is reused only when it was made by the same code, so that a table never mixes runs of different versions, and
+    an edit that a script does not import (the detection code, for a segmentation run) keeps its runs."""
     import torch
     import transformers
 
     digest = hashlib.sha256(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
-    for name in files:
-        path = REPO / name
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    for name in sorted({file for script in scripts for file in script_files(script)}):
+        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -351,11 +382,25 @@ class Run:
     command: list[str]
     output_dir: Path
     read_result: object  # callable(output_dir) -> dict
-    invalidates: Path | None = None  # cached runs that used this run's output; removed when this run (re)runs
+    source: "Run | None" = None  # the run whose output (a pretraining checkpoint) this one starts from
     record: dict = field(default_factory=dict)  # what the report files the result under (method, seed, epochs)
-    code: str = field(default_factory=code_fingerprint)
+    code: str | None = None  # the fingerprint of the code the command runs; None: `code_fingerprint` of its script
     ledger: Ledger | None = None  # where finished records are also kept (and found when the cache lacks them)
     needs_outputs: bool = False  # reuse only a run finished in this cache: a run to come needs its output files
+
+    def __post_init__(self):
+        if self.code is None:
+            self.code = code_fingerprint((relative(self.command[1]),))
+
+    @property
+    def identity(self) -> str:
+        """What a finished run must have been made by to be reused (its record's `code`): this run's code, and, for a
+        run that starts from another's output, that run's command and identity too, so that a new pretraining (other
+        command or code) starts new fine-tuning runs and the records of the earlier ones stay."""
+        if self.source is None:
+            return self.code
+        made_from = json.dumps([self.code, portable(self.source.command), self.source.identity])
+        return hashlib.sha256(made_from.encode()).hexdigest()[:16]
 
     def _recorded(self) -> dict | None:
         """`benchmark_run.json` of the output folder: written when the run starts (`key`, `command`, `code`,
@@ -364,10 +409,15 @@ class Run:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def _made_here(self, record: dict) -> bool:
-        return record["command"] == portable(self.command) and record.get("code") == self.code
+        return record["command"] == portable(self.command) and record.get("code") == self.identity
 
     def _kept(self) -> Path | None:
-        return None if self.ledger is None else self.ledger.place(self.output_dir) / "benchmark_run.json"
+        """The ledger's record of this run: one file per command and identity, so that the records of other commands
+        or code (the provenance of earlier reports) stay beside it."""
+        if self.ledger is None:
+            return None
+        made_by = hashlib.sha256(json.dumps([portable(self.command), self.identity]).encode()).hexdigest()[:16]
+        return self.ledger.place(self.output_dir) / f"benchmark_run-{made_by}.json"
 
     def finished_here(self) -> dict | None:
         """The result of an earlier run of exactly this command by the same code, if it finished in this cache (its
@@ -400,14 +450,10 @@ class Run:
         if cached is not None:
             print(f"[reuse] {self.key}", flush=True)
             return cached
-        if self.invalidates is not None:
-            shutil.rmtree(self.invalidates, ignore_errors=True)
-            if self.ledger is not None and self.cached_result() is None:
-                shutil.rmtree(self.ledger.place(self.invalidates), ignore_errors=True)
         if (recorded := self._recorded()) is not None and not self._made_here(recorded):
             shutil.rmtree(self.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        record = {"key": self.key, "command": portable(self.command), "code": self.code,
+        record = {"key": self.key, "command": portable(self.command), "code": self.identity,
                   "machine": machine_description()}
         (self.output_dir / "benchmark_run.json").write_text(json.dumps(record, indent=2) + "\n")
         environment = {
@@ -525,7 +571,7 @@ def pretraining_run(row: Row, seed: int, budget: Budget, data: dict[str, Path], 
             overrides = ",".join(f"{key}={json.dumps(value)}" for key, value in method.overrides.items())
             command += ["--config_overrides", overrides]
     return Run(f"pretrain {row.name} seed {seed}", command, output_dir, read_result=read_pretraining_result,
-               invalidates=evaluation_dir(row, seed, run_dir), record={"method": row.name, "seed": seed})
+               record={"method": row.name, "seed": seed})
 
 
 def read_pretraining_result(output_dir: Path) -> dict:
@@ -630,7 +676,8 @@ def plan_runs(rows: list[Row], protocols, budget: Budget, data: dict[str, Path],
                 evaluations.append(run)
                 examples.setdefault(protocol.name, run)
                 if row.epochs is not None:
-                    after[run.key] = pretraining[row.name, seed].key
+                    run.source = pretraining[row.name, seed]
+                    after[run.key] = run.source.key
         runs += sorted(evaluations, key=lambda run: run.key in after)
     return Plan(runs, after, list(examples.values()))
 

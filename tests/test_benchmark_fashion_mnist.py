@@ -212,17 +212,18 @@ def test_runs_respect_dependencies_and_are_reused_when_the_command_is_unchanged(
     append = "open({!r}, 'a').write({!r})"
     first = _python_run(tmp_path, "first", "import time; time.sleep(0.5); " + append.format(str(log), "a"))
     second = _python_run(tmp_path, "second", append.format(str(log), "b"))
+    second.source = first  # as a fine-tuning run from a pretraining run's checkpoint
     results = run_all([first, second], jobs=2, threads=1, after={"second": "first"})
     assert [r["text"] for r in results] == ["a", "ab"]  # second waited for first despite a free worker
     assert results[0]["command"] == ["python", *first.command[1:]] and results[0]["seconds"] >= 0
     assert run_all([first], jobs=1, threads=1, after={})[0]["text"] == "a"  # reused: not run again
     assert log.read_text() == "ab"
 
-    # A rerun (changed command) of `first` removes the cached runs that used its output.
-    first.invalidates = second.output_dir
+    # A rerun (changed command) of `first` is another source: `second`, made from the earlier one, runs again.
+    made_from_first = second.identity
     first.command = first.command + ["--changed"]
-    run_all([first], jobs=1, threads=1, after={})
-    assert log.read_text() == "aba" and not second.output_dir.exists()
+    results = run_all([first, second], jobs=1, threads=1, after={"second": "first"})
+    assert log.read_text() == "abab" and results[1]["code"] == second.identity != made_from_first
 
 
 def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_missing_run_needs(tmp_path):
@@ -245,7 +246,8 @@ def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_miss
         first = run(tmp_path / "cache" / "pretrain" / "first", "a")
         dependents = [run(tmp_path / "cache" / "evaluate" / name, letter) for name, letter in (("second", "b"),
                                                                                              ("third", "c"))]
-        first.invalidates = tmp_path / "cache" / "evaluate"  # as a pretraining run's evaluations
+        for dependent in dependents:
+            dependent.source = first  # as a pretraining run's evaluations
         return Plan([first, *dependents], after, [])
 
     def execute_plan(cached_only=False):
@@ -253,7 +255,7 @@ def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_miss
 
     finished, missing, _ = execute_plan()
     assert not missing and log.read_text() == "abc" and finished["second"]["machine"]
-    kept = tmp_path / "ledger" / "evaluate" / "second" / "benchmark_run.json"
+    (kept,) = (tmp_path / "ledger" / "evaluate" / "second").glob("benchmark_run-*.json")
     assert json.loads(kept.read_text()) == finished["second"]  # at its cache folder's place
 
     shutil.rmtree(tmp_path / "cache")  # a fresh machine: its cache is empty, the ledger is committed
@@ -266,11 +268,52 @@ def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_miss
     again, missing, _ = execute_plan()
     assert log.read_text() == "abcab" and not missing and again["third"] == finished["third"] and kept.is_file()
 
-    # A changed command of `first` is another run: what used the earlier one goes, from the cache and the ledger.
+    # A changed command of `first` is another run: what used the earlier one runs again, and the ledger keeps the
+    # earlier records beside the new ones (the provenance of an earlier report).
     changed = plan()
     changed.runs[0].command.append("--changed")
     execute(changed, SimpleNamespace(cached_only=False, jobs=1, threads=1))
-    assert log.read_text() == "abcababc"
+    assert log.read_text() == "abcababc" and kept.is_file() and len(list(kept.parent.iterdir())) == 2
+    assert len(list((tmp_path / "ledger" / "pretrain" / "first").iterdir())) == 2  # both commands' records
+    assert execute_plan(cached_only=True)[0] == again  # the earlier generation is still reported from the ledger
+
+
+def test_a_runs_code_is_what_its_script_imports(tmp_path, monkeypatch):
+    import benchmarks.fashion_mnist as bench
+
+    files = {"script.py": "from pkg.sub import c\n", "pkg/__init__.py": "from .a import f\n",
+             "pkg/a.py": "def f():\n    import pkg.b\n", "pkg/b.py": "", "pkg/sub/__init__.py": "",
+             "pkg/sub/c.py": "from .. import a\nimport json\n", "pkg/unused.py": ""}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(bench, "REPO", tmp_path)
+    bench.script_files.cache_clear()
+    bench.code_fingerprint.cache_clear()
+    try:  # the fake repository's entries leave the caches below
+        # Relative and absolute imports, an import inside a function, each package's __init__.py; not the standard
+        # library, not what nobody imports
+        assert bench.script_files("script.py") == ("pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/sub/__init__.py",
+                                                   "pkg/sub/c.py", "script.py")
+        before = bench.code_fingerprint(("script.py",))
+        (tmp_path / "pkg" / "unused.py").write_text("x = 1\n")
+        bench.code_fingerprint.cache_clear()
+        assert bench.code_fingerprint(("script.py",)) == before  # an edit the script does not import keeps its runs
+        (tmp_path / "pkg" / "b.py").write_text("x = 1\n")
+        bench.code_fingerprint.cache_clear()
+        assert bench.code_fingerprint(("script.py",)) != before
+    finally:
+        bench.script_files.cache_clear()
+        bench.code_fingerprint.cache_clear()
+    monkeypatch.undo()
+    # The dense scripts: a detection edit keeps the segmentation runs and the pretraining runs, and the other way round
+    segmentation, detection, pretraining = map(bench.script_files, ("run_semantic_segmentation.py",
+                                                                     "run_object_detection.py", "run_pretraining.py"))
+    assert "modeling_a2mim/segmentation/models.py" in segmentation and "modeling_a2mim/detection/models.py" in detection
+    assert not [f for f in segmentation + pretraining if f.startswith("modeling_a2mim/detection/")]
+    assert not [f for f in detection + pretraining if f.startswith("modeling_a2mim/segmentation/")]
+    assert {"modeling_a2mim/__init__.py", "modeling_a2mim/modeling_a2mim.py", "modeling_a2mim/transfer.py"} <= set(
+        segmentation) & set(detection)
 
 
 def test_runs_made_by_other_code_are_not_reused(tmp_path):
@@ -279,7 +322,7 @@ def test_runs_made_by_other_code_are_not_reused(tmp_path):
     log = tmp_path / "log"
     log.write_text("")
     run = _python_run(tmp_path, "run", "open({!r}, 'a').write('x')".format(str(log)))
-    assert run.code == code_fingerprint() and len(run.code) == 16
+    assert run.code == code_fingerprint(("-c",)) and len(run.code) == 16  # `-c`: the versions alone
     assert run_all([run], jobs=1, threads=1, after={})[0]["code"] == run.code
     run_all([run], jobs=1, threads=1, after={})
     assert log.read_text() == "x"  # same command, same code: reused
@@ -466,7 +509,7 @@ def test_plan_expands_every_row_into_seeds_and_budgets_with_unique_cache_folders
         "method": "ViT A2MIM (3 ep)", "seed": 2, "epochs": 320}
     assert [_flag(finetune.command, f) for f in ("--seed", "--learning_rate", "--min_crop_scale")] == ["2", "0.0005",
                                                                                                         "1.0"]
-    assert a2mim_long.invalidates in finetune.output_dir.parents  # a new pretraining drops its evaluations
+    assert finetune.source is a2mim_long  # its identity covers that pretraining's command and code
     random_init = evaluations["100 labels/class 320 ep ViT random init seed 1"]
     assert _flag(random_init.command, "--model_name_or_path") == str(encoder_dir("vit", 1, tmp_path))
     assert random_init.key not in plan.after
@@ -512,7 +555,7 @@ def _finish_as_cached(runs, accuracy_of):
             result = {"accuracies": {"100 labels/class": accuracy_of(run)}}
         run.output_dir.mkdir(parents=True, exist_ok=True)
         (run.output_dir / "benchmark_run.json").write_text(json.dumps(
-            {"key": run.key, "command": portable(run.command), "code": run.code, "seconds": 1.0, **result}))
+            {"key": run.key, "command": portable(run.command), "code": run.identity, "seconds": 1.0, **result}))
 
 
 def test_cached_only_reports_convergence_then_the_benchmark_over_pretraining_seeds(fake_fashion_mnist, tmp_path,
