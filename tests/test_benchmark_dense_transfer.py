@@ -46,8 +46,9 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
-    # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0; detection 20 and 40 x 3 + 80 x 1.
-    assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (2 * 3 + 1) and not curve.after
+    # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0; detection 20, 40, 80 and 160 x 3
+    # + 320 x 1.
+    assert len(curve.runs) == 3 * (2 * 3 + 1) + 3 * (4 * 3 + 1) and not curve.after
     curve_keys = {run.key for run in curve.runs}
     # Longest first, so that two jobs end together
     assert [run.record["epochs"] for run in curve.runs if run.key.startswith("segmentation")
