@@ -270,7 +270,7 @@ def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> P
             for task in budget.tasks if row.method.family in task.scene_sizes
             for epochs in sorted(task.convergence_epochs, reverse=True)
             for seed in task.curve_seeds(epochs, budget.seeds)]
-    return Plan(runs, {}, [])
+    return Plan(runs, [])
 
 
 def chosen_budgets(curve_records: list[dict], rows: list[Row], budget: DenseBudget) -> dict[tuple[str, str], int]:
@@ -292,7 +292,7 @@ def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, 
     """Family by family (CNNs first): the pretraining runs (`fashion_mnist.pretraining_run`, the classification
     benchmark's own), then every row's fine-tuning on every task at the family's chosen budget, each after its
     pretraining."""
-    runs, after, examples = [], {}, {}
+    runs, examples = [], {}
     for family in sorted(dict.fromkeys(r.method.family for r in rows), key=lambda f: f == "beit"):
         members = [r for r in rows if r.method.family == family]
         random_init = random_init_row(rows, family)
@@ -310,10 +310,8 @@ def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, 
                     run = dense_run(task, row, seed, epochs, budget, scenes, checkpoint, run_dir)
                     runs.append(run)
                     examples.setdefault((task.name, before is None), run)
-                    if before is not None:
-                        run.source = before
-                        after[run.key] = before.key
-    return Plan(runs, after, list(examples.values()))
+                    run.source = before
+    return Plan(runs, list(examples.values()))
 
 
 def budget_sentences(curves, chosen: dict[tuple[str, str], int]) -> list[str]:
@@ -372,7 +370,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     curves = convergence_curves(curve_records)
     verdicts = convergence_verdicts(curves, chosen)
     (task,) = budget.tasks
-    code = code_fingerprint(("run_pretraining.py", task.script))
+    code = report_code(task)
     stem = report_stem(task)
     header, fields = report_header(f"Dense transfer: do A2MIM encoders pay off for {task.name}? ({budget.mode} mode)",
                                    run_seconds, args.jobs, argv, args.note, SCRIPT, code, machines)
@@ -454,7 +452,7 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     curves = convergence_curves(curve_records)
     header, fields = report_header(f"Dense transfer ({task.name}): is the random-init fine-tuning converged? "
                                    f"({budget.mode} mode)", run_seconds, args.jobs, argv, args.note, SCRIPT,
-                                   code_fingerprint(("run_pretraining.py", task.script)), machines)
+                                   report_code(task), machines)
     examples = {}
     for run in curve.runs:  # each family's longest run, its first
         examples.setdefault(run.record["method"], run)
@@ -494,6 +492,11 @@ def with_ledger(plan: Plan, ledger: Ledger) -> Plan:
     for run in plan.runs:
         run.ledger = ledger
     return plan
+
+
+def report_code(task: Task) -> str:
+    """The code fingerprint a task's report names: its runs' scripts (pretraining and the task's own)."""
+    return code_fingerprint(("run_pretraining.py", task.script))
 
 
 def report_stem(task: Task) -> str:
@@ -550,7 +553,7 @@ def main(argv=None):
     plan = with_ledger(plan_transfer(rows, budget, chosen, data, scenes, run_dir), ledger)
     results, missing, _ = execute(plan, args)
     curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs
-    both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], {}, [])
+    both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], [])
     missing_all = list(dict.fromkeys([*curve_missing, *missing]))
     report = args.results_dir / f"{report_stem(tasks[0])}.md"
     if nothing_finished(missing_all, both, report, argv, SCRIPT):

@@ -628,12 +628,16 @@ def evaluation_run(row: Row, checkpoint: Path, protocol: Protocol, seed: int, bu
 
 @dataclass
 class Plan:
-    """The runs of one benchmark invocation in start order (`runs`), which run waits for which (`run_all`'s
-    `after`), and one evaluation per protocol whose command the report prints (`examples`)."""
+    """The runs of one benchmark invocation in start order (`runs`) and one evaluation per protocol whose command the
+    report prints (`examples`)."""
 
     runs: list[Run]
-    after: dict[str, str]
     examples: list[Run]
+
+    @property
+    def after(self) -> dict[str, str]:
+        """Which run waits for which (`run_all`'s `after`): each run that starts from another's output, its source."""
+        return {run.key: run.source.key for run in self.runs if run.source is not None}
 
     @property
     def pretraining(self) -> list[Run]:
@@ -660,7 +664,7 @@ def plan_runs(rows: list[Row], protocols, budget: Budget, data: dict[str, Path],
         for row in rows:
             if protocol.families is None or row.method.family in protocol.families:
                 groups.setdefault(priority(row, budget), []).append((protocol, row))
-    pretraining, runs, after, examples = {}, [], {}, {}
+    pretraining, runs, examples = {}, [], {}
     for group in sorted(groups):
         evaluations = []
         for protocol, row in groups[group]:
@@ -677,9 +681,8 @@ def plan_runs(rows: list[Row], protocols, budget: Budget, data: dict[str, Path],
                 examples.setdefault(protocol.name, run)
                 if row.epochs is not None:
                     run.source = pretraining[row.name, seed]
-                    after[run.key] = run.source.key
-        runs += sorted(evaluations, key=lambda run: run.key in after)
-    return Plan(runs, after, list(examples.values()))
+        runs += sorted(evaluations, key=lambda run: run.source is not None)
+    return Plan(runs, list(examples.values()))
 
 
 def convergence_protocols(budget: Budget, families) -> list[Protocol]:

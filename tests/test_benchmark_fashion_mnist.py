@@ -248,7 +248,9 @@ def test_the_ledger_keeps_finished_runs_for_a_fresh_cache_and_reruns_what_a_miss
                                                                                              ("third", "c"))]
         for dependent in dependents:
             dependent.source = first  # as a pretraining run's evaluations
-        return Plan([first, *dependents], after, [])
+        made = Plan([first, *dependents], [])
+        assert made.after == after  # derived from the runs' sources
+        return made
 
     def execute_plan(cached_only=False):
         return execute(plan(), SimpleNamespace(cached_only=cached_only, jobs=1, threads=1))
