@@ -42,6 +42,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,6 +174,12 @@ TASKS = (
          {"resnet": 96, "convnext": 96, "beit": 32}, 16, (20, 40, 80, 160, 320), DETECTION_FLAGS,
          convergence_seeds={320: (0,)}),
 )
+
+
+def scene_description(method: Method, task: Task) -> str:
+    """The method's description with the side it names (the classification input, e.g. "64 px") replaced by the
+    task's scene side for its family: the detection scenes of the CNNs are 96 px."""
+    return re.sub(r"\b\d+ px\b", f"{task.scene_sizes[method.family]} px", method.description)
 
 
 @dataclass(frozen=True)
@@ -381,7 +388,7 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
         f"{task.column} (%) on the evaluation scenes, {seeds_phrase(seeds)}; best in bold; — : no finished run.",
         "",
         *missing_lines(missing, planned),
-        markdown_table(summaries, names, columns, {r.name: r.method.description for r in rows}, seeds),
+        markdown_table(summaries, names, columns, {r.name: scene_description(r.method, task) for r in rows}, seeds),
         "",
         *verdict_lines(comparisons),
         "## Fine-tuning budget: the random-init curves",
