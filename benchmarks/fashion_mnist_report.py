@@ -101,14 +101,17 @@ def compare(records: list[dict], pairs, protocols) -> list[dict]:
 
 def headlines(rows: list[dict]) -> list[str]:
     """One sentence per (candidate, reference) pair: in how many protocols the candidate is better, and the protocols
-    of every other verdict."""
+    of every other verdict (with a single protocol: its verdict)."""
     pairs: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         pairs.setdefault((row["candidate"], row["reference"]), []).append(row)
     sentences = []
     for (candidate, reference), group in pairs.items():
+        if len(group) == 1:
+            sentences.append(f"- {candidate} vs {reference}, {group[0]['protocol']}: {group[0]['verdict']}.")
+            continue
         better = [r for r in group if r["verdict"] == "better"]
-        parts = [f"better in {len(better)} of {len(group)}"]
+        parts = [f"better in {len(better)} of {len(group)} protocols"]
         for other in dict.fromkeys(r["verdict"] for r in group if r["verdict"] != "better"):
             parts.append(f"{other} in {', '.join(r['protocol'] for r in group if r['verdict'] == other)}")
         sentences.append(f"- {candidate} vs {reference}: " + "; ".join(parts) + ".")

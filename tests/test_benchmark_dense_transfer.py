@@ -189,7 +189,7 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
             "|") in report
     assert "| ResNet random init | resnet-micro, 64 px, no pretraining | 31.0 ± 1.0 |" in report
     assert "| ResNet A2MIM vs ResNet random init | mIoU (segmentation) | +5.0 | better | 3/3 |" in report
-    assert "- ResNet A2MIM vs ResNet SimMIM-style: better in 1 of 1." in report
+    assert "- ResNet A2MIM vs ResNet SimMIM-style, mIoU (segmentation): better." in report
     assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 30.5 (n=1) |" in report
     assert "The curve's 20 epochs: seed 0 only (judged against the shorter budget's seed spread" in report
     assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \

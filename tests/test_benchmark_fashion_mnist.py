@@ -111,8 +111,9 @@ def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
     assert rows == [{"candidate": "A", "reference": "B", "protocol": "p",
                      "difference": pytest.approx(-8.0), "verdict": "worse", "seeds_better": "0/3"}]
     assert headlines(rows + [{**rows[0], "protocol": "q", "verdict": "no clear difference"}]) == [
-        "- A vs B: better in 0 of 2; worse in p; no clear difference in q."
+        "- A vs B: better in 0 of 2 protocols; worse in p; no clear difference in q."
     ]
+    assert headlines(rows) == ["- A vs B, p: worse."]  # one protocol: its verdict
     plot(summaries, ["A", "B"], ["p"], tmp_path / "plot.png", "title")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(rows)
