@@ -290,9 +290,23 @@ def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> P
     return Plan(runs, [])
 
 
-def chosen_budgets(curve_records: list[dict], rows: list[Row], budget: DenseBudget) -> dict[tuple[str, str], int]:
+def left_out_seeds(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
+    """The random-init runs at the curves' costly points with the seeds the curve leaves out (`Task.convergence_seeds`):
+    the fine-tuning phase runs them when the curve picks that point; once they have finished, the curve counts them
+    (never planned to run from here)."""
+    return Plan([dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
+                 for row in rows if row.epochs is None
+                 for task in budget.tasks if row.method.family in task.scene_sizes
+                 for epochs in task.curve_epochs(row.method.family)
+                 for seed in budget.seeds if seed not in task.curve_seeds(epochs, budget.seeds)], [])
+
+
+def chosen_budgets(curve_records: list[dict], rows: list[Row], budget: DenseBudget,
+                   compared=lambda family, task, epochs: False) -> dict[tuple[str, str], int]:
     """`{(random-init row, task column): epochs}` picked by `converged_budget` on each curve (its longest budget
-    while no run of it has finished)."""
+    while no run of it has finished). A longer budget at which the family's comparison has already run
+    (`compared(family, task, epochs)`, e.g. picked before the curve had all its seeds) is kept instead: a budget past a
+    converged one answers the question as well, and it costs no run."""
     curves = convergence_curves(curve_records)
     chosen = {}
     for task in budget.tasks:
@@ -300,8 +314,25 @@ def chosen_budgets(curve_records: list[dict], rows: list[Row], budget: DenseBudg
             row = random_init_row(rows, family)
             if row is not None:
                 curve = curves.get((row.name, task.column), {})
-                chosen[row.name, task.column] = converged_budget(curve) or max(task.curve_epochs(family))
+                shortest = converged_budget(curve) or max(task.curve_epochs(family))
+                chosen[row.name, task.column] = min(
+                    (e for e in task.curve_epochs(family) if e > shortest and compared(family, task, e)),
+                    default=shortest)
     return chosen
+
+
+def compared_budgets(rows: list[Row], budget: DenseBudget, data: dict[str, Path], scenes, run_dir: Path,
+                     ledger: Ledger):
+    """`compared(family, task, epochs)` for `chosen_budgets`: has every row of the family finished its fine-tuning
+    on the task at that budget (cache or ledger)?"""
+    def compared(family: str, task: Task, epochs: int) -> bool:
+        members = [r for r in rows if r.method.family == family]
+        single = dataclasses.replace(budget, tasks=(task,))
+        at = {(random_init_row(members, family).name, task.column): epochs}
+        plan = with_ledger(plan_transfer(members, single, at, data, scenes, run_dir), ledger)
+        return all(run.cached_result() is not None for run in plan.evaluations)
+
+    return compared
 
 
 def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, str], int], data: dict[str, Path],
@@ -439,9 +470,11 @@ def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: i
               task.convergence_seeds.items() if len(chosen_seeds) < seeds]
     return [
         "Each family fine-tunes at the shortest budget of its random-init curve that no longer budget beats beyond "
-        "the seed spread (bold), else at the curve's longest; every method of the family gets that budget."
+        "the seed spread (bold), else at the curve's longest, or at a longer budget where the family's comparison "
+        "has already run (past a converged budget); every method of the family gets that budget."
         + "".join(f" The curve's {point} (judged against the shorter budget's seed spread; the remaining seeds run "
-                  "in the fine-tuning phase when the curve picks it)." for point in single),
+                  "in the fine-tuning phase when the curve picks it, and the curve counts them once finished)."
+                  for point in single),
         "",
         markdown_convergence(curves, chosen, seeds),
         "",
@@ -560,8 +593,13 @@ def main(argv=None):
 
     curve = with_ledger(plan_curve(rows, budget, scenes, run_dir), ledger)
     curve_results, curve_missing, curve_seconds = execute(curve, args)
-    curve_records = evaluation_records(curve.runs, curve_results)
-    chosen = chosen_budgets(curve_records, rows, budget)
+    spare = with_ledger(left_out_seeds(rows, budget, scenes, run_dir), ledger)
+    spare_results = {run.key: result for run in spare.runs if (result := run.cached_result()) is not None}
+    counted = [*curve.runs, *(run for run in spare.runs if run.key in spare_results)]  # the curve, every seed
+    curve_results = {**curve_results, **spare_results}
+    curve_seconds += sum(result["seconds"] for result in spare_results.values())
+    curve_records = evaluation_records(counted, curve_results)
+    chosen = chosen_budgets(curve_records, rows, budget, compared_budgets(rows, budget, data, scenes, run_dir, ledger))
     if args.convergence:
         report = args.results_dir / f"{report_stem(tasks[0])}_convergence.md"
         if not nothing_finished(curve_missing, curve, report, argv, SCRIPT):
@@ -571,8 +609,8 @@ def main(argv=None):
         return
     plan = with_ledger(plan_transfer(rows, budget, chosen, data, scenes, run_dir), ledger)
     results, missing, _ = execute(plan, args)
-    curve_keys = {run.key for run in curve.runs}  # the random-init runs at the chosen budgets are curve runs
-    both = Plan([*curve.runs, *(run for run in plan.runs if run.key not in curve_keys)], [])
+    curve_keys = {run.key for run in counted}  # the random-init runs at the chosen budgets are curve runs
+    both = Plan([*counted, *(run for run in plan.runs if run.key not in curve_keys)], [])
     missing_all = list(dict.fromkeys([*curve_missing, *missing]))
     report = args.results_dir / f"{report_stem(tasks[0])}.md"
     if nothing_finished(missing_all, both, report, argv, SCRIPT):

@@ -126,6 +126,28 @@ def _finish(runs, metric_of):
             {"key": run.key, "command": portable(run.command), "code": run.identity, "seconds": 1.0, **result}))
 
 
+def test_the_choice_counts_the_left_out_seeds_and_keeps_a_budget_already_compared(tmp_path):
+    import benchmarks.dense_transfer as dense
+
+    budget = dense.dataclasses.replace(_budget(), tasks=_budget().tasks[:1])  # segmentation: 20 epochs, seed 0 only
+    rows = dense.table_rows([m for m in dense.DENSE_METHODS if m.family == "resnet"], budget.pretraining)
+    scenes = {size: tmp_path / f"scenes{size}" for size in (64, 96)}
+    assert [run.key for run in dense.left_out_seeds(rows, budget, scenes, tmp_path).runs] == [
+        "segmentation 20 ep ResNet random init seed 1", "segmentation 20 ep ResNet random init seed 2"]
+
+    def records(points):
+        return [{"method": "ResNet random init", "protocol": "mIoU (segmentation)", "epochs": epochs, "seed": seed,
+                 "accuracy": accuracy} for epochs, accuracies in points.items() for seed, accuracy in accuracies]
+
+    key = ("ResNet random init", "mIoU (segmentation)")
+    seed_0 = {10: [(0, 0.30), (1, 0.31), (2, 0.32)], 20: [(0, 0.34)]}
+    assert dense.chosen_budgets(records(seed_0), rows, budget)[key] == 20  # beyond 10's spread
+    every_seed = {**seed_0, 20: [(0, 0.34), (1, 0.29), (2, 0.32)]}  # with the left-out seeds: 10 is converged
+    assert dense.chosen_budgets(records(every_seed), rows, budget)[key] == 10
+    assert dense.chosen_budgets(records(every_seed), rows, budget,
+                                lambda family, task, epochs: (family, epochs) == ("resnet", 20))[key] == 20
+
+
 def _resnet_cached_only(tmp_path, monkeypatch):
     """The `_budget` benchmark of the ResNet family with `--cached_only` into `tmp_path`, reported once (nothing has
     finished): `(budget, cache, results, flags)`."""
