@@ -47,8 +47,10 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
     # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0, and 640 x seed 0 but for ResNet
-    # (its curve converged and stops at 320); detection 20, 40, 80 and 160 x 3 + 320 x 1.
-    assert len(curve.runs) == 3 * (2 * 3 + 1) + 2 + 3 * (4 * 3 + 1) and not curve.after
+    # (its curve converged and stops at 320); detection 20, 40, 80 and 160 x 3 + 320 x 1, and ResNet's 640 x 1.
+    assert len(curve.runs) == 3 * (2 * 3 + 1) + 2 + 3 * (4 * 3 + 1) + 1 and not curve.after
+    assert [run.record["epochs"] for run in curve.runs if run.key.startswith("detection")
+            and run.record["method"] == "ResNet random init"][:2] == [640, 320]
     curve_keys = {run.key for run in curve.runs}
     # Longest first, so that two jobs end together
     segmentation_epochs = {name: [run.record["epochs"] for run in curve.runs if run.key.startswith("segmentation")
