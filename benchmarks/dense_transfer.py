@@ -281,26 +281,27 @@ def random_init_row(rows: list[Row], family: str) -> Row | None:
     return next((r for r in rows if r.method.family == family and r.epochs is None), None)
 
 
-def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
-    """The random-init rows at every budget of their tasks' curves, with the seeds of `Task.curve_seeds`; CNN
-    families first, each family's longest budget first (so that parallel jobs end together)."""
-    runs = [dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
+def curve_point_runs(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path, in_curve: bool) -> list[Run]:
+    """The random-init rows at every budget of their tasks' curves, with the seeds of `Task.curve_seeds`
+    (`in_curve`) or with the seeds the curve leaves out; CNN families first, each family's longest budget first (so
+    that parallel jobs end together)."""
+    return [dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
             for row in sorted((r for r in rows if r.epochs is None), key=lambda r: r.method.family == "beit")
             for task in budget.tasks if row.method.family in task.scene_sizes
             for epochs in sorted(task.curve_epochs(row.method.family), reverse=True)
-            for seed in task.curve_seeds(epochs, budget.seeds)]
-    return Plan(runs, [])
+            for seed in budget.seeds if (seed in task.curve_seeds(epochs, budget.seeds)) == in_curve]
+
+
+def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
+    """The runs of the random-init curves (`curve_point_runs`)."""
+    return Plan(curve_point_runs(rows, budget, scenes, run_dir, in_curve=True), [])
 
 
 def left_out_seeds(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
     """The random-init runs at the curves' costly points with the seeds the curve leaves out (`Task.convergence_seeds`):
     the fine-tuning phase runs them when the curve picks that point; once they have finished, the curve counts them
     (never planned to run from here)."""
-    return Plan([dense_run(task, row, seed, epochs, budget, scenes, None, run_dir)
-                 for row in rows if row.epochs is None
-                 for task in budget.tasks if row.method.family in task.scene_sizes
-                 for epochs in task.curve_epochs(row.method.family)
-                 for seed in budget.seeds if seed not in task.curve_seeds(epochs, budget.seeds)], [])
+    return Plan(curve_point_runs(rows, budget, scenes, run_dir, in_curve=False), [])
 
 
 def chosen_budgets(curve_records: list[dict], rows: list[Row], budget: DenseBudget,
