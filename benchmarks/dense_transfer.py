@@ -15,15 +15,15 @@ scenes of `modeling_a2mim/data/scenes.py` built from the real dataset: a label-s
 garments come from the 60,000 training images, and evaluation scenes whose garments come from the 10,000 test images.
 The random-init rows are the scripts' `--model_preset` baseline (the same network, random weights, `--seed`).
 
-The fine-tuning budget of each family comes from its random-init convergence curve, which this command runs first
-(every seed, except the curve's longest point: seed 0, judged against the shorter point's spread): the shortest
-budget on the curve that no longer budget beats beyond the seed spread (`converged_budget`, the rule of the
-classification benchmark), else the curve's longest. Every method of the family is then fine-tuned at that budget,
-once per pretraining seed with the same seed, so mIoU / mAP are mean ± std over pretraining seeds and every verdict is
-over them. One task per invocation (`--task`, segmentation by default), each with its own report:
-`benchmarks/results/dense_transfer_<task>.{json,md,png}` and `dense_transfer_<task>_curves.png`; both tasks
-share the pretraining runs (the cache). Quick mode writes to `benchmarks/results/quick/` (ignored by git) and uses its
-own cache folder. `--cached_only` reports what has finished without starting anything.
+The fine-tuning budget of each family comes from its random-init convergence curve (every seed, except the family's
+longest point: seed 0, judged against the shorter point's spread), which this command runs first, with the pretraining
+runs queued behind it: the shortest budget on the curve that no longer budget beats beyond the seed spread
+(`converged_budget`, the rule of the classification benchmark), else the curve's longest. Every method of the family
+is then fine-tuned at that budget, once per pretraining seed with the same seed, so mIoU / mAP are mean ± std over
+pretraining seeds and every verdict is over them. One task per invocation (`--task`, segmentation by default), each
+with its own report: `benchmarks/results/dense_transfer_<task>.{json,md,png}` and `dense_transfer_<task>_curves.png`;
+both tasks share the pretraining runs (the cache). Quick mode writes to `benchmarks/results/quick/` (ignored by git)
+and uses its own cache folder. `--cached_only` reports what has finished without starting anything.
 
 Each finished run's record (command, code fingerprint, machine, seconds, score; no checkpoint) is also kept in the
 ledger, `benchmarks/results/dense_transfer_runs/` (committed with the reports), one file per run and code, so that a
@@ -128,9 +128,10 @@ class Task:
     convergence_epochs: tuple[int, ...]  # the random-init curve's budgets, in epochs over the training scenes
     flags: tuple[str, ...]
     family_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # family -> its flags beyond `flags`
-    # The curve's costly points -> the seeds that run them (the others: every seed). A point of one seed is judged
-    # against the shorter budget's seed spread (`fashion_mnist_report.curve_verdict`); when the curve picks it, the
-    # fine-tuning phase runs the random-init row at it with the remaining seeds.
+    # The curve's costly points -> the seeds that run them when the point is the family's longest (the others: every
+    # seed). A point of one seed is judged against the shorter budget's seed spread
+    # (`fashion_mnist_report.curve_verdict`), so a point that a longer one is judged against runs every seed; when the
+    # curve picks its longest point, the fine-tuning phase runs the random-init row at it with the remaining seeds.
     convergence_seeds: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # family -> its curve's longest budget, where the curve of another family goes further (a family whose curve
     # converged does not run the costlier points)
@@ -140,7 +141,9 @@ class Task:
         limit = self.curve_limits.get(family)
         return tuple(e for e in self.convergence_epochs if limit is None or e <= limit)
 
-    def curve_seeds(self, epochs: int, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    def curve_seeds(self, family: str, epochs: int, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if epochs < max(self.curve_epochs(family)):
+            return seeds
         return tuple(s for s in seeds if s in self.convergence_seeds.get(epochs, seeds))
 
     def data_flags(self, scenes: Path, size: int) -> list[str]:
@@ -171,8 +174,10 @@ DETECTION_FLAGS = ("--detector", "rt_detr", "--num_queries", "10", "--d_model", 
                    "--max_grad_norm", "0.1", "--warmup_steps", "0.05")
 TASKS = (
     # Scenes at each encoder's pretraining resolution (the BEiT encoder cannot take another one).
-    # The curve's costly points run seed 0 only (as the classification benchmark's 640 epochs): 2 of its 3 runs
-    # are the costliest of the curve, and they are run anyway, in the fine-tuning phase, when the curve picks it.
+    # A family's longest curve point, if costly, runs seed 0 only (as the classification benchmark's 640 epochs): 2 of
+    # its 3 runs are the costliest of the curve, and they are run anyway, in the fine-tuning phase, when the curve
+    # picks it. A costly point before it runs every seed (`Task.curve_seeds`): with seed 0 alone at 320 and at 640,
+    # 640 could not be judged, and the curve would pick it by default.
     # ConvNeXt still rose by 2.9 points from 160 to 320 epochs (beyond the seed spread), BEiT by 7.8 (seeds 0 and 1 at
     # 160, seed 0 at 320); ResNet was converged at 160.
     Task(SEGMENTATION, "run_semantic_segmentation.py", "eval_mean_iou", "mIoU (segmentation)",
@@ -289,7 +294,7 @@ def curve_point_runs(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path
             for row in sorted((r for r in rows if r.epochs is None), key=lambda r: r.method.family == "beit")
             for task in budget.tasks if row.method.family in task.scene_sizes
             for epochs in sorted(task.curve_epochs(row.method.family), reverse=True)
-            for seed in budget.seeds if (seed in task.curve_seeds(epochs, budget.seeds)) == in_curve]
+            for seed in budget.seeds if (seed in task.curve_seeds(row.method.family, epochs, budget.seeds)) == in_curve]
 
 
 def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
@@ -298,9 +303,9 @@ def plan_curve(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> P
 
 
 def left_out_seeds(rows: list[Row], budget: DenseBudget, scenes, run_dir: Path) -> Plan:
-    """The random-init runs at the curves' costly points with the seeds the curve leaves out (`Task.convergence_seeds`):
-    the fine-tuning phase runs them when the curve picks that point; once they have finished, the curve counts them
-    (never planned to run from here)."""
+    """The random-init runs at the curves' costly longest points with the seeds the curve leaves out
+    (`Task.curve_seeds`): the fine-tuning phase runs them when the curve picks that point; once they have finished, the
+    curve counts them (never planned to run from here)."""
     return Plan(curve_point_runs(rows, budget, scenes, run_dir, in_curve=False), [])
 
 
@@ -338,17 +343,30 @@ def compared_budgets(rows: list[Row], budget: DenseBudget, data: dict[str, Path]
     return compared
 
 
+def families_in_order(rows: list[Row]) -> list[str]:
+    """The families of `rows`, CNNs first (the costlier ViT family last)."""
+    return sorted(dict.fromkeys(r.method.family for r in rows), key=lambda family: family == "beit")
+
+
+def pretraining_runs(rows: list[Row], budget: DenseBudget, data: dict[str, Path],
+                     run_dir: Path) -> dict[tuple[str, int], Run]:
+    """`{(row name, seed): run}`: the pretraining runs of `rows` (`fashion_mnist.pretraining_run`, the classification
+    benchmark's own), family by family (`families_in_order`)."""
+    return {(r.name, seed): pretraining_run(r, seed, budget.pretraining, data, run_dir)
+            for family in families_in_order(rows) for r in rows if r.method.family == family and r.epochs is not None
+            for seed in budget.seeds}
+
+
 def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, str], int], data: dict[str, Path],
                   scenes, run_dir: Path) -> Plan:
     """Family by family (CNNs first): the pretraining runs (`fashion_mnist.pretraining_run`, the classification
     benchmark's own), then every row's fine-tuning on every task at the family's chosen budget, each after its
     pretraining."""
     runs, examples = [], {}
-    for family in sorted(dict.fromkeys(r.method.family for r in rows), key=lambda f: f == "beit"):
+    for family in families_in_order(rows):
         members = [r for r in rows if r.method.family == family]
         random_init = random_init_row(rows, family)
-        pretraining = {(r.name, seed): pretraining_run(r, seed, budget.pretraining, data, run_dir)
-                       for r in members if r.epochs is not None for seed in budget.seeds}
+        pretraining = pretraining_runs(members, budget, data, run_dir)
         runs += pretraining.values()
         for task in budget.tasks:
             if family not in task.scene_sizes or random_init is None:
@@ -469,8 +487,8 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
 
 def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: int, picture: str) -> list[str]:
     """The reports' section on the random-init curves: the rule, the table, why each budget, the plot (`picture`)."""
-    single = [f"{epochs} epochs: seed {', '.join(map(str, chosen_seeds))} only" for epochs, chosen_seeds in
-              task.convergence_seeds.items() if len(chosen_seeds) < seeds]
+    single = [f"{epochs} epochs, where it is a family's longest: seed {', '.join(map(str, chosen_seeds))} only"
+              for epochs, chosen_seeds in task.convergence_seeds.items() if len(chosen_seeds) < seeds]
     return [
         "Each family fine-tunes at the shortest budget of its random-init curve that no longer budget beats beyond "
         "the seed spread (bold), else at the curve's longest, or at a longer budget where the family's comparison "
@@ -595,7 +613,13 @@ def main(argv=None):
     ledger = Ledger(args.results_dir / LEDGER, run_dir)
 
     curve = with_ledger(plan_curve(rows, budget, scenes, run_dir), ledger)
-    curve_results, curve_missing, curve_seconds = execute(curve, args)
+    # The pretraining runs wait for no budget: queued behind the curve, they take the lanes its last long points leave
+    # idle (the fine-tuning phase then reuses them).
+    ahead = [] if args.convergence else list(pretraining_runs(rows, budget, data, run_dir).values())
+    first, first_missing, _ = execute(with_ledger(Plan([*curve.runs, *ahead], []), ledger), args)
+    curve_results = {run.key: first[run.key] for run in curve.runs if run.key in first}
+    curve_missing = [key for key in first_missing if key in {run.key for run in curve.runs}]
+    curve_seconds = sum(result["seconds"] for result in curve_results.values())
     spare = with_ledger(left_out_seeds(rows, budget, scenes, run_dir), ledger)
     spare_results = {run.key: result for run in spare.runs if (result := run.cached_result()) is not None}
     counted = [*curve.runs, *(run for run in spare.runs if run.key in spare_results)]  # the curve, every seed

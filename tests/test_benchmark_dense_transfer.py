@@ -46,9 +46,11 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
     scenes = {size: tmp_path / f"scenes{size}" for size in (32, 64, 96)}
     data = {"pretrain": tmp_path / "pretrain.parquet", "labelled": tmp_path / "labelled"}
     curve = dense.plan_curve(rows, budget, scenes, tmp_path)
-    # Per family: segmentation 80 and 160 epochs x 3 seeds + 320 epochs x seed 0, and 640 x seed 0 but for ResNet
-    # (its curve converged and stops at 320); detection 20, 40, 80 and 160 x 3 + 320 x 1, and ResNet's 640 x 1.
-    assert len(curve.runs) == 3 * (2 * 3 + 1) + 2 + 3 * (4 * 3 + 1) + 1 and not curve.after
+    # A family's longest point runs seed 0 only, the others every seed (a longer point is judged against their spread).
+    # Segmentation: ResNet 80 and 160 x 3 seeds + 320 x 1 (its curve converged and stops at 320), ConvNeXt and BEiT
+    # 80, 160 and 320 x 3 + 640 x 1; detection: ResNet 20 to 320 x 3 + 640 x 1, ConvNeXt and BEiT 20 to 160 x 3 +
+    # 320 x 1.
+    assert len(curve.runs) == (2 * 3 + 1) + 2 * (3 * 3 + 1) + (5 * 3 + 1) + 2 * (4 * 3 + 1) and not curve.after
     assert [run.record["epochs"] for run in curve.runs if run.key.startswith("detection")
             and run.record["method"] == "ResNet random init"][:2] == [640, 320]
     curve_keys = {run.key for run in curve.runs}
@@ -57,8 +59,12 @@ def test_plans_share_the_classification_benchmarks_pretraining_and_start_random_
                                   and run.record["method"] == name]
                            for name in ("ResNet random init", "ConvNeXt random init", "BEiT random init")}
     assert segmentation_epochs == {"ResNet random init": [320, 160, 160, 160, 80, 80, 80],
-                                   "ConvNeXt random init": [640, 320, 160, 160, 160, 80, 80, 80],
-                                   "BEiT random init": [640, 320, 160, 160, 160, 80, 80, 80]}
+                                   "ConvNeXt random init": [640, 320, 320, 320, 160, 160, 160, 80, 80, 80],
+                                   "BEiT random init": [640, 320, 320, 320, 160, 160, 160, 80, 80, 80]}
+    assert [run.key for run in dense.left_out_seeds(rows, budget, scenes, tmp_path).runs if
+            run.key.startswith("segmentation")] == [
+        f"segmentation {epochs} ep {name} random init seed {seed}"
+        for epochs, name in ((320, "ResNet"), (640, "ConvNeXt"), (640, "BEiT")) for seed in (1, 2)]
     assert _flag(next(r for r in curve.runs if r.key == "segmentation 640 ep ConvNeXt random init seed 0").command,
                  "--max_steps") == str(640 * 400 // 8)
     assert {f"segmentation 640 ep BEiT random init seed {s}" for s in (0, 1, 2)} & curve_keys == {
@@ -150,6 +156,29 @@ def test_the_choice_counts_the_left_out_seeds_and_keeps_a_budget_already_compare
                                 lambda family, task, epochs: (family, epochs) == ("resnet", 20))[key] == 20
 
 
+def test_the_pretraining_runs_queue_behind_the_curve_without_waiting_for_the_budgets(
+        fake_fashion_mnist, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
+    import benchmarks.dense_transfer as dense
+
+    monkeypatch.setitem(dense.BUDGETS_DENSE, "full", _budget())
+    batches = []
+
+    def execute(plan, args):  # nothing finishes
+        batches.append([run.key for run in plan.runs])
+        return {}, [run.key for run in plan.runs], 0.0
+
+    monkeypatch.setattr(dense, "execute", execute)
+    flags = ["--families", "resnet", "--cache_dir", str(tmp_path / "cache"), "--results_dir", str(tmp_path / "results")]
+    dense.main(flags)
+    curve = ["segmentation 20 ep ResNet random init seed 0",
+             *(f"segmentation 10 ep ResNet random init seed {seed}" for seed in (0, 1, 2))]
+    pretraining = [f"pretrain ResNet {row} seed {seed}" for row in ("SimMIM-style", "A2MIM") for seed in (0, 1, 2)]
+    assert batches[0] == curve + pretraining  # the lanes the curve's last long point leaves idle go to pretraining
+    assert batches[1][:len(pretraining)] == pretraining  # then reused by the fine-tuning phase
+    dense.main([*flags, "--convergence"])
+    assert batches[2] == curve  # the curves alone
+
+
 def _resnet_cached_only(tmp_path, monkeypatch):
     """The `_budget` benchmark of the ResNet family with `--cached_only` into `tmp_path`, reported once (nothing has
     finished): `(budget, cache, results, flags)`."""
@@ -215,7 +244,8 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert "| ResNet A2MIM vs ResNet random init | mIoU (segmentation) | +5.0 | better | 3/3 |" in report
     assert "- ResNet A2MIM vs ResNet SimMIM-style, mIoU (segmentation): better." in report
     assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 30.5 (n=1) |" in report
-    assert "The curve's 20 epochs: seed 0 only (judged against the shorter budget's seed spread" in report
+    assert ("The curve's 20 epochs, where it is a family's longest: seed 0 only (judged against the shorter budget's "
+            "seed spread") in report
     assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \
            "adds -0.5 points, within the seed spread: converged." in report
     assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
