@@ -487,15 +487,15 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
 
 def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: int, picture: str) -> list[str]:
     """The reports' section on the random-init curves: the rule, the table, why each budget, the plot (`picture`)."""
-    single = [f"{epochs} epochs, where it is a family's longest: seed {', '.join(map(str, chosen_seeds))} only"
-              for epochs, chosen_seeds in task.convergence_seeds.items() if len(chosen_seeds) < seeds]
+    single = " or ".join(f"{epochs} epochs (seed {', '.join(map(str, chosen_seeds))} only)"
+                         for epochs, chosen_seeds in task.convergence_seeds.items() if len(chosen_seeds) < seeds)
     return [
         "Each family fine-tunes at the shortest budget of its random-init curve that no longer budget beats beyond "
         "the seed spread (bold), else at the curve's longest, or at a longer budget where the family's comparison "
         "has already run (past a converged budget); every method of the family gets that budget."
-        + "".join(f" The curve's {point} (judged against the shorter budget's seed spread; the remaining seeds run "
-                  "in the fine-tuning phase when the curve picks it, and the curve counts them once finished)."
-                  for point in single),
+        + (f" A family's longest curve point, at {single}, is judged against the shorter budget's seed spread; "
+           "the remaining seeds run in the fine-tuning phase when the curve picks it, and the curve counts them once "
+           "finished." if single else ""),
         "",
         markdown_convergence(curves, chosen, seeds),
         "",

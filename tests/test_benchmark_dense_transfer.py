@@ -244,8 +244,8 @@ def test_cached_only_picks_budgets_from_the_curves_then_reports_verdicts_over_se
     assert "| ResNet A2MIM vs ResNet random init | mIoU (segmentation) | +5.0 | better | 3/3 |" in report
     assert "- ResNet A2MIM vs ResNet SimMIM-style, mIoU (segmentation): better." in report
     assert "| ResNet random init | mIoU (segmentation) | **31.0 ± 1.0** | 30.5 (n=1) |" in report
-    assert ("The curve's 20 epochs, where it is a family's longest: seed 0 only (judged against the shorter budget's "
-            "seed spread") in report
+    assert ("A family's longest curve point, at 20 epochs (seed 0 only), is judged against the shorter budget's seed "
+            "spread;") in report
     assert "- ResNet random init, mIoU (segmentation): 10 epochs reach 31.0 %; the best longer budget (20 epochs) " \
            "adds -0.5 points, within the seed spread: converged." in report
     assert "python run_semantic_segmentation.py --model_preset resnet-micro " in report
