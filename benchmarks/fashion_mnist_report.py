@@ -173,6 +173,13 @@ def _pyplot():
     return plt
 
 
+def bar_label(method: str, seeds: list[int], most: int) -> str:
+    """A method's legend entry: its name, with its fewest seeds where its bars have fewer than the plot's most (a bar
+    of one seed has no error bar, which would otherwise read as no spread)."""
+    fewest = min(seeds, default=most)
+    return method if fewest >= most else f"{method} (n={fewest})"
+
+
 def plot(summaries, methods: list[str], protocols: list[str], path: Path, title: str,
          budget_pairs: list[tuple[float, str, str]] = (), metric: str = "test top-1 (%)") -> None:
     """Grouped bars: one group per protocol, one bar per method, error bars = std over seeds. With `budget_pairs`
@@ -185,17 +192,20 @@ def plot(summaries, methods: list[str], protocols: list[str], path: Path, title:
                                 gridspec_kw={"width_ratios": [bars_width, 6] if budget_pairs else [1]})
     axis = axes[0][0]
     colors = plt.get_cmap("tab20")
+    most = max((s.n for by_protocol in summaries.values() for s in by_protocol.values()), default=0)
     all_means = []
     for index, method in enumerate(methods):
-        xs, means, stds = [], [], []
+        xs, means, stds, seeds = [], [], [], []
         for position, protocol in enumerate(protocols):
             summary = summaries.get(method, {}).get(protocol)
             if summary is not None:
                 xs.append(position - 0.4 + width * (index + 0.5))
                 means.append(summary.mean)
-                stds.append(summary.std)
+                stds.append(summary.std if summary.n > 1 else float("nan"))  # one seed: no spread to draw
+                seeds.append(summary.n)
         all_means += means
-        axis.bar(xs, means, width, yerr=stds, capsize=2, label=method, color=colors(index % 20))
+        axis.bar(xs, means, width, yerr=stds, capsize=2, label=bar_label(method, seeds, most),
+                 color=colors(index % 20))
     axis.set_xticks(range(len(protocols)), protocols)
     axis.set_ylabel(f"{metric}, mean ± std over pretraining seeds")
     if all_means:

@@ -13,6 +13,7 @@ from datasets import load_dataset
 from benchmarks.fashion_mnist_data import export_fashion_mnist
 from benchmarks.fashion_mnist_report import (
     Summary,
+    bar_label,
     compare,
     convergence_curves,
     convergence_sentence,
@@ -116,6 +117,10 @@ def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
     assert headlines(rows) == ["- A vs B, p: worse."]  # one protocol: its verdict
     plot(summaries, ["A", "B"], ["p"], tmp_path / "plot.png", "title")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A method with fewer seeds than the others says so in the legend (its single-seed bars draw no error bar)
+    assert [bar_label(m, seeds, 3) for m, seeds in (("A", [3, 3]), ("B", [3, 1]), ("C", []))] == ["A", "B (n=1)", "C"]
+    plot({**summaries, "D": summarize(_seed_records("D", "p", [0.7]))["D"]}, ["A", "D"], ["p"], tmp_path / "d.png", "t")
+    assert (tmp_path / "d.png").is_file()
     json.dumps(rows)
 
 
