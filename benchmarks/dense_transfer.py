@@ -616,9 +616,9 @@ def main(argv=None):
     # The pretraining runs wait for no budget: queued behind the curve, they take the lanes its last long points leave
     # idle (the fine-tuning phase then reuses them).
     ahead = [] if args.convergence else list(pretraining_runs(rows, budget, data, run_dir).values())
-    first, first_missing, _ = execute(with_ledger(Plan([*curve.runs, *ahead], []), ledger), args)
+    first, _, _ = execute(with_ledger(Plan([*curve.runs, *ahead], []), ledger), args)
     curve_results = {run.key: first[run.key] for run in curve.runs if run.key in first}
-    curve_missing = [key for key in first_missing if key in {run.key for run in curve.runs}]
+    curve_missing = [run.key for run in curve.runs if run.key not in first]
     curve_seconds = sum(result["seconds"] for result in curve_results.values())
     spare = with_ledger(left_out_seeds(rows, budget, scenes, run_dir), ledger)
     spare_results = {run.key: result for run in spare.runs if (result := run.cached_result()) is not None}

@@ -192,7 +192,7 @@ def plot(summaries, methods: list[str], protocols: list[str], path: Path, title:
                                 gridspec_kw={"width_ratios": [bars_width, 6] if budget_pairs else [1]})
     axis = axes[0][0]
     colors = plt.get_cmap("tab20")
-    most = max((s.n for by_protocol in summaries.values() for s in by_protocol.values()), default=0)
+    most = max((s.n for method in methods for s in summaries.get(method, {}).values()), default=0)
     all_means = []
     for index, method in enumerate(methods):
         xs, means, stds, seeds = [], [], [], []
