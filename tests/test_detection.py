@@ -15,6 +15,7 @@ import PIL.Image
 import pytest
 import torch
 from datasets import Dataset, Features, Image, List, Value
+from transformers import AutoConfig, AutoModelForObjectDetection
 
 import run_object_detection
 from modeling_a2mim import A2MIMForMaskedImageModeling
@@ -186,7 +187,7 @@ def trained(request, tmp_path_factory):
 
 
 def test_the_script_writes_a_stock_detector_with_card_picture_and_metrics(trained):
-    _, output, flags = trained
+    _, output, _ = trained
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "detections.png",
                  "checkpoint-2/detections.png", "checkpoint-4/detections.png"):
         assert (output / name).is_file(), name
@@ -194,7 +195,11 @@ def test_the_script_writes_a_stock_detector_with_card_picture_and_metrics(traine
     assert {"eval_map", "eval_map_50", "eval_map_75", "eval_map_small", "eval_mar_100"} <= set(results)
     card = (output / "README.md").read_text()
     assert "every stage trains" in card and "eval_map" in card
-    assert ("requires_grad_(True)" in card) == ("conditional_detr" in flags)  # the README's call for the DETR family
+    # The card tells the user to call requires_grad_(True) exactly where the stock class, built from the saved config,
+    # freezes backbone parameters itself (the DETR family's stage-name match on an HF ResNet)
+    rebuilt = AutoModelForObjectDetection.from_config(AutoConfig.from_pretrained(output))
+    frozen_by_the_class = not all(p.requires_grad for p in detector_backbone(rebuilt).parameters())
+    assert ("requires_grad_(True)" in card) == frozen_by_the_class
 
 
 def test_the_saved_detector_loads_and_trains_without_this_package(trained, tmp_path):
