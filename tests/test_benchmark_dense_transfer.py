@@ -23,6 +23,23 @@ def test_the_budget_is_the_shortest_that_no_longer_one_beats_else_the_longest():
     assert converged_budget({}) is None
 
 
+def test_a_curve_with_longer_points_to_run_names_no_budget():
+    import benchmarks.dense_transfer as dense
+
+    rising = {20: Summary(1.0, 0.1, 3), 40: Summary(2.3, 0.9, 3), 80: Summary(11.8, 1.6, 3)}
+    key, done = ("BEiT random init", "mAP"), ("ConvNeXt random init", "mAP")
+    curves = {key: rising, done: rising}
+    chosen = {key: 80, done: 80}
+    pending = {key: [320, 160, 160]}
+    # the unfinished curve keeps its verdict but has no bold budget and no "the runs use" sentence
+    assert dense.picked_budgets(chosen, pending) == {done: 80}
+    unfinished, finished = dense.budget_sentences(curves, chosen, pending)
+    assert unfinished.endswith("adds +9.5 points, beyond the seed spread: NOT converged; raise this protocol's epochs. "
+                               "The curve has not finished (160, 320 epochs to run): no budget is picked yet.")
+    assert finished.endswith("The runs use the curve's longest budget, 80 epochs, which is not shown converged.")
+    assert dense.picked_budgets(chosen, {key: [40]}) == chosen  # a shorter point left: the longest still picks
+
+
 def _budget():
     import benchmarks.dense_transfer as dense
 
