@@ -383,37 +383,40 @@ def plan_transfer(rows: list[Row], budget: DenseBudget, chosen: dict[tuple[str, 
     return Plan(runs, list(examples.values()))
 
 
-def pending_epochs(curve: Plan, missing: list[str], column: str) -> dict[tuple[str, str], list[int]]:
-    """`{(random-init row, column): budgets}` of the curve's runs in `missing` (not finished)."""
-    pending = {}
+def unfinished_points(curve: Plan, missing: list[str], chosen: dict[tuple[str, str], int],
+                      column: str) -> dict[tuple[str, str], list[int]]:
+    """`{(random-init row, column): budgets}`, sorted, of the curve's runs in `missing` (not finished) that are longer
+    than the row's chosen budget: such a curve has not finished, and its longest finished point is no pick."""
+    later = {}
     for run in curve.runs:
-        if run.key in missing:
-            pending.setdefault((run.record["method"], column), []).append(run.record["epochs"])
-    return pending
+        key = (run.record["method"], column)
+        if run.key in missing and run.record["epochs"] > chosen.get(key, math.inf):
+            later.setdefault(key, set()).add(run.record["epochs"])
+    return {key: sorted(epochs) for key, epochs in later.items()}
 
 
-def picked_budgets(chosen: dict[tuple[str, str], int], pending: dict[tuple[str, str], list[int]]):
-    """`chosen` without the curves that have a longer point still to run: their longest finished point is no pick."""
-    return {key: epochs for key, epochs in chosen.items() if not any(e > epochs for e in pending.get(key, ()))}
+def picked_budgets(chosen: dict[tuple[str, str], int], unfinished: dict[tuple[str, str], list[int]]):
+    """`chosen` without the curves in `unfinished` (`unfinished_points`)."""
+    return {key: epochs for key, epochs in chosen.items() if key not in unfinished}
 
 
-def budget_sentences(curves, chosen: dict[tuple[str, str], int], pending=None) -> list[str]:
+def budget_sentences(curves, chosen: dict[tuple[str, str], int], unfinished=None) -> list[str]:
     """Per curve, why its budget: the convergence verdict at the chosen budget, or, when the chosen one is the curve's
     longest, the verdict at the budget before it (what made the choice fall through to the longest). In the full
     report that verdict counts the seeds the fine-tuning phase added at the longest budget, which the choice, made
     before them, could not: the shorter budget may then be converged, and the runs' budget past it. A curve with a
-    longer point still to run (`pending`) says so instead of naming its budget."""
+    longer point still to run (`unfinished_points`) says so instead of naming its budget."""
     sentences = []
     for key, epochs in chosen.items():
         curve = curves.get(key, {})
         shorter = [e for e in curve if e < epochs]
-        later = sorted(e for e in (pending or {}).get(key, ()) if e > epochs)
+        later = (unfinished or {}).get(key)
         if epochs in curve and epochs == max(curve) and shorter:
             row = convergence_verdicts({key: curve}, {key: max(shorter)})[0]
             why = "which is not shown converged."
             if later:
                 sentences.append(f"{convergence_sentence(row)} The curve has not finished "
-                                 f"({', '.join(map(str, sorted(set(later))))} epochs to run): no budget is picked yet.")
+                                 f"({', '.join(map(str, later))} epochs to run): no budget is picked yet.")
                 continue
             if row["converged"]:
                 why = (f"which the curve picked before its other seeds had run; with them, {max(shorter)} epochs are "
@@ -506,9 +509,9 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
 
 
 def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: int, picture: str,
-                pending=None) -> list[str]:
+                unfinished=None) -> list[str]:
     """The reports' section on the random-init curves: the rule, the table, why each budget, the plot (`picture`);
-    a curve with points still to run (`pending`) has no bold budget."""
+    a curve with points still to run (`unfinished_points`) has no bold budget."""
     single = " or ".join(f"{epochs} epochs (seed {', '.join(map(str, chosen_seeds))} only)"
                          for epochs, chosen_seeds in task.convergence_seeds.items() if len(chosen_seeds) < seeds)
     return [
@@ -519,9 +522,9 @@ def curve_lines(task: Task, curves, chosen: dict[tuple[str, str], int], seeds: i
            "the remaining seeds run in the fine-tuning phase when the curve picks it, and the curve counts them once "
            "finished." if single else ""),
         "",
-        markdown_convergence(curves, picked_budgets(chosen, pending or {}), seeds),
+        markdown_convergence(curves, picked_budgets(chosen, unfinished or {}), seeds),
         "",
-        *budget_sentences(curves, chosen, pending),
+        *budget_sentences(curves, chosen, unfinished),
         "",
         f"![curves]({picture})",
         "",
@@ -551,15 +554,15 @@ def write_convergence_report(budget: DenseBudget, curve: Plan, curve_records: li
     examples = {}
     for run in curve.runs:  # each family's longest run, its first
         examples.setdefault(run.record["method"], run)
-    pending = pending_epochs(curve, missing, task.column)
-    picked = picked_budgets(chosen, pending)
+    unfinished = unfinished_points(curve, missing, chosen, task.column)
+    picked = picked_budgets(chosen, unfinished)
     markdown = "\n".join([
         *header,
         f"{task.column} (%) on the evaluation scenes of the random-init rows against the fine-tuning budget, "
         f"{seeds_phrase(len(budget.seeds))}.",
         "",
         *missing_lines(missing, len(curve.runs)),
-        *curve_lines(task, curves, chosen, len(budget.seeds), f"{stem}.png", pending),
+        *curve_lines(task, curves, chosen, len(budget.seeds), f"{stem}.png", unfinished),
         "## Protocol",
         "",
         *protocol_lines(budget),

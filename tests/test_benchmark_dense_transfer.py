@@ -3,6 +3,7 @@ report (from runs written as if finished)."""
 
 import json
 import sys
+from types import SimpleNamespace
 
 from benchmarks.fashion_mnist_report import Summary, converged_budget
 from tests.test_benchmark_fashion_mnist import fake_fashion_mnist  # noqa: F401 (a fixture)
@@ -30,14 +31,22 @@ def test_a_curve_with_longer_points_to_run_names_no_budget():
     key, done = ("BEiT random init", "mAP"), ("ConvNeXt random init", "mAP")
     curves = {key: rising, done: rising}
     chosen = {key: 80, done: 80}
-    pending = {key: [320, 160, 160]}
+
+    def missing_runs(*epochs):  # the curve's unfinished runs of `key`, one per (epochs, seed)
+        runs = [SimpleNamespace(key=f"{e} {seed}", record={"method": key[0], "epochs": e})
+                for seed, e in enumerate(epochs)]
+        return dense.Plan(runs, []), [run.key for run in runs]
+
+    pending = dense.unfinished_points(*missing_runs(320, 160, 160), chosen, "mAP")
+    assert pending == {key: [160, 320]}
     # the unfinished curve keeps its verdict but has no bold budget and no "the runs use" sentence
     assert dense.picked_budgets(chosen, pending) == {done: 80}
     unfinished, finished = dense.budget_sentences(curves, chosen, pending)
     assert unfinished.endswith("adds +9.5 points, beyond the seed spread: NOT converged; raise this protocol's epochs. "
                                "The curve has not finished (160, 320 epochs to run): no budget is picked yet.")
     assert finished.endswith("The runs use the curve's longest budget, 80 epochs, which is not shown converged.")
-    assert dense.picked_budgets(chosen, {key: [40]}) == chosen  # a shorter point left: the longest still picks
+    # a shorter point left: the longest still picks
+    assert dense.picked_budgets(chosen, dense.unfinished_points(*missing_runs(40), chosen, "mAP")) == chosen
 
 
 def _budget():
