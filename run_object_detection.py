@@ -212,8 +212,7 @@ def main(callbacks=()):
     if training_args.do_train and trainer.is_world_process_zero():
         if picture_batch is not None:
             save_detection_picture(model, image_processor, picture_batch, training_args.output_dir)
-        write_detection_card(training_args, data_args, detector_args, start, protocol, all_metrics,
-                             type(model).__name__)
+        write_detection_card(training_args, data_args, detector_args, start, protocol, all_metrics, model)
         share_output_files(training_args.output_dir)
         if push_to_hub:
             pushed = push_output_dir(training_args.output_dir, training_args.hub_model_id,
@@ -225,22 +224,25 @@ def main(callbacks=()):
 
 
 def write_detection_card(training_args, data_args, detector_args, start: str, protocol: str, metrics: dict,
-                         architecture: str) -> None:
-    """`README.md` next to the detector: data, start, detector size, the backbone protocol and the COCO metrics."""
+                         model) -> None:
+    """`README.md` next to the detector: data, start, detector size (the built `model`'s, defaults included), the
+    backbone protocol and the COCO metrics."""
     training = {
-        "architecture": architecture,
+        "architecture": type(model).__name__,
         "initialization": start,
         "backbone protocol": protocol,
         **({} if detector_args.detector == "rt_detr" else {
             "reloading": "AutoModelForObjectDetection.from_pretrained gives every backbone parameter "
                          "requires_grad=True (transformers 5.24); a detector built from its config freezes a ResNet "
                          "backbone whole: call model.model.backbone.model.requires_grad_(True) before training it"}),
-        **{key: value for key, value in vars(detector_args).items() if key != "detector"},
+        **{key: value for key, value in vars(DetectorSize.of(model.config)).items() if value is not None},
+        "freeze_backbone_stages": detector_args.freeze_backbone_stages,
+        "backbone_lr_multiplier": detector_args.backbone_lr_multiplier,
         "image square size": data_args.image_square_size,
         "learning rate": training_args.learning_rate,
         "per-device batch size": training_args.per_device_train_batch_size,
-        "epochs": training_args.num_train_epochs,
-        "max steps": training_args.max_steps,
+        "training length": (f"{training_args.max_steps} steps" if training_args.max_steps > 0
+                            else f"{training_args.num_train_epochs:g} epochs"),
     }
     write_model_card(
         training_args.output_dir,

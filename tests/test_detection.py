@@ -202,6 +202,24 @@ def test_the_script_writes_a_stock_detector_with_card_picture_and_metrics(traine
     assert ("requires_grad_(True)" in card) == frozen_by_the_class
 
 
+@pytest.mark.parametrize("detector", SIZES)
+def test_the_card_shows_the_built_size_where_flags_keep_the_default(detector, tmp_path):
+    """Size flags left unset (`None`: the detector's transformers default) appear in the card as the built model's
+    values, never as None; the training length is the steps when --max_steps is set, else the epochs."""
+    size = DetectorSize(d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)
+    model, _, _ = build_detector(_source("resnet"), detector, LABELS, size, 64)
+    args = run_object_detection.DetectorArguments(detector=detector, d_model=16)
+    training = mock.Mock(output_dir=str(tmp_path), hub_model_id=None, learning_rate=1e-3,
+                         per_device_train_batch_size=4, max_steps=-1, num_train_epochs=3.0)
+    data = mock.Mock(image_square_size=64, source_description="scenes", dataset_name=None)
+    run_object_detection.write_detection_card(training, data, args, "scratch", "every stage trains", {}, model)
+    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", (tmp_path / "README.md").read_text(), re.MULTILINE))
+    assert rows["num_queries"] == str(model.config.num_queries) == "300"  # both detectors' transformers default
+    assert rows["d_model"] == "16" and rows["decoder_layers"] == "1" and rows["attention_heads"] == "2"
+    assert ("num_denoising" in rows) == (detector == "rt_detr")
+    assert rows["training length"] == "3 epochs" and "None" not in rows.values()
+
+
 def test_the_saved_detector_loads_and_trains_without_this_package(trained, tmp_path):
     _, output, flags = trained
     code = textwrap.dedent(f"""

@@ -154,6 +154,14 @@ class DetectorSize:
     auxiliary_loss: bool = True  # the DETR papers' decoding losses at every decoder layer (DETR's config: off)
     num_denoising: int | None = None  # RT-DETR's denoising queries
 
+    @classmethod
+    def of(cls, config) -> "DetectorSize":
+        """The size a built detector has (its config's values, the transformers defaults included): what a card shows
+        for flags left at `None`."""
+        return cls(config.num_queries, config.d_model, config.encoder_layers, config.decoder_layers,
+                   config.encoder_attention_heads, config.encoder_ffn_dim, config.auxiliary_loss,
+                   getattr(config, "num_denoising", None))
+
     def config_kwargs(self) -> dict:
         kwargs = {
             "num_queries": self.num_queries, "d_model": self.d_model, "encoder_layers": self.encoder_layers,
