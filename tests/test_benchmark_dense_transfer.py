@@ -47,6 +47,12 @@ def test_a_curve_with_longer_points_to_run_names_no_budget():
     assert finished.endswith("The runs use the curve's longest budget, 80 epochs, which is not shown converged.")
     # a shorter point left: the longest still picks
     assert dense.picked_budgets(chosen, dense.unfinished_points(*missing_runs(40), chosen, "mAP")) == chosen
+    # converged at 80 on one seed of 160, with 160's other seeds and 320 to run: the verdict, and no pick either
+    early = {**rising, 160: Summary(14.0, 0.0, 1)}
+    pending = dense.unfinished_points(*missing_runs(320, 160, 160), chosen, "mAP")
+    (sentence,) = dense.budget_sentences({key: early}, {key: 80}, pending)
+    assert sentence.endswith("within the seed spread: converged. "
+                             "The curve has not finished (160, 320 epochs to run): no budget is picked yet.")
 
 
 def _budget():
