@@ -416,14 +416,11 @@ def budget_sentences(curves, chosen: dict[tuple[str, str], int], unfinished=None
         if epochs in curve and epochs == max(curve) and shorter:
             row = convergence_verdicts({key: curve}, {key: max(shorter)})[0]
             why = "which is not shown converged."
-            if later:
-                sentences.append(convergence_sentence(row) + pending)
-                continue
             if row["converged"]:
                 why = (f"which the curve picked before its other seeds had run; with them, {max(shorter)} epochs are "
                        f"converged and {epochs} epochs past that.")
-            sentences.append(f"{convergence_sentence(row)} The runs use the curve's longest budget, {epochs} epochs, "
-                             + why)
+            sentences.append(convergence_sentence(row)
+                             + (pending or f" The runs use the curve's longest budget, {epochs} epochs, {why}"))
         else:  # converged at `epochs`, or no longer point finished; a verdict on a longer point with seeds to come
             sentences.append(convergence_sentence(convergence_verdicts({key: curve}, {key: epochs})[0]) + pending)
     return sentences
