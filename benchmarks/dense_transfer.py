@@ -470,10 +470,12 @@ def write_report(budget: DenseBudget, rows: list[Row], records: list[dict], curv
     results_dir = args.results_dir
     markdown = "\n".join([
         *header,
-        f"{task.column} (%) on the evaluation scenes, {seeds_phrase(seeds)}; best in bold; — : no finished run.",
+        f"{task.column} (%) on the evaluation scenes, {seeds_phrase(seeds)}; best of each family in bold (the "
+        "comparisons are within a family); — : no finished run.",
         "",
         *missing_lines(missing, planned),
-        markdown_table(summaries, names, columns, {r.name: scene_description(r.method, task) for r in rows}, seeds),
+        markdown_table(summaries, names, columns, {r.name: scene_description(r.method, task) for r in rows}, seeds,
+                       groups={r.name: r.method.family for r in rows}),
         "",
         *verdict_lines(comparisons),
         "## Fine-tuning budget: the random-init curves",

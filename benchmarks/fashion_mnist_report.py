@@ -119,10 +119,14 @@ def headlines(rows: list[dict]) -> list[str]:
 
 
 def markdown_table(summaries, methods: list[str], protocols: list[str], descriptions: dict[str, str],
-                   expected_n: int = 1) -> str:
-    """Methods as rows, protocols as columns, `mean ± std`; the best mean of every column in bold."""
-    best = {p: max((summaries[m][p].mean for m in methods if p in summaries.get(m, {})), default=None)
-            for p in protocols}
+                   expected_n: int = 1, groups: dict[str, str] | None = None) -> str:
+    """Methods as rows, protocols as columns, `mean ± std`; the best mean of every column in bold, within each group
+    of rows (`groups`: method -> group, e.g. the encoder family where families see different inputs; default: one
+    group)."""
+    group = (groups or {}).get
+    best = {(group(m), p): max(summaries[other][p].mean for other in methods
+                               if group(other) == group(m) and p in summaries.get(other, {}))
+            for m in methods for p in protocols if p in summaries.get(m, {})}
     lines = ["| Method | Encoder, pretraining | " + " | ".join(protocols) + " |",
              "|---|---|" + "---:|" * len(protocols)]
     for method in methods:
@@ -133,7 +137,8 @@ def markdown_table(summaries, methods: list[str], protocols: list[str], descript
                 cells.append("—")
             else:
                 cell = summary.cell(expected_n)
-                cells.append(f"**{cell}**" if round(summary.mean, 1) == round(best[protocol], 1) else cell)
+                is_best = round(summary.mean, 1) == round(best[group(method), protocol], 1)
+                cells.append(f"**{cell}**" if is_best else cell)
         lines.append(f"| {method} | {descriptions[method]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

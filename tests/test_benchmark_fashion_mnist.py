@@ -108,6 +108,11 @@ def test_table_bolds_the_best_and_comparisons_report_losses_too(tmp_path):
     summaries = summarize(records)
     table = markdown_table(summaries, ["A", "B", "C"], ["p"], {"A": "a", "B": "b", "C": "c"})
     assert "| A | a | 72.0 ± 2.0 |" in table and "| B | b | **80.0 ± 0.0** |" in table and "| C | c | — |" in table
+    # grouped (e.g. by encoder family): the best of each group is bold, and a group with no finished run has none
+    grouped = markdown_table(summaries, ["A", "B", "C"], ["p"], {"A": "a", "B": "b", "C": "c"},
+                             groups={"A": "x", "B": "y", "C": "z"})
+    assert "| A | a | **72.0 ± 2.0** |" in grouped and "| B | b | **80.0 ± 0.0** |" in grouped
+    assert "| C | c | — |" in grouped
     rows = compare(records, [("A", "B"), ("C", "B")], ["p"])
     assert rows == [{"candidate": "A", "reference": "B", "protocol": "p",
                      "difference": pytest.approx(-8.0), "verdict": "worse", "seeds_better": "0/3"}]
