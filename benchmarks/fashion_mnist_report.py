@@ -124,9 +124,12 @@ def markdown_table(summaries, methods: list[str], protocols: list[str], descript
     of rows (`groups`: method -> group, e.g. the encoder family where families see different inputs; default: one
     group)."""
     group = (groups or {}).get
-    best = {(group(m), p): max(summaries[other][p].mean for other in methods
-                               if group(other) == group(m) and p in summaries.get(other, {}))
-            for m in methods for p in protocols if p in summaries.get(m, {})}
+    best: dict[tuple[str | None, str], float] = {}  # (group, protocol) -> the best finished mean
+    for method in methods:
+        for protocol, summary in summaries.get(method, {}).items():
+            if protocol in protocols:
+                key = (group(method), protocol)
+                best[key] = max(best.get(key, summary.mean), summary.mean)
     lines = ["| Method | Encoder, pretraining | " + " | ".join(protocols) + " |",
              "|---|---|" + "---:|" * len(protocols)]
     for method in methods:
